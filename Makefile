@@ -38,12 +38,11 @@ simulate: venv data
 cluster:
 	$(MAKE) -C tests/cluster build
 
-## lint: ruff (lint + format check), mypy, import-linter
+## lint: ruff (lint + format check) and mypy; package boundaries are a unit test
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/lint-imports
 
 ## test: everything CI runs: lint, then unit, integration and e2e tests
 test: venv data cluster lint
