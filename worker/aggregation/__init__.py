@@ -1,0 +1,125 @@
+"""Combining the round's updates into the next global weights, behind one small interface.
+
+The round loop hands an ``Aggregator`` the updates that the confirmed ledger names as the
+round's members; the aggregator returns the new global tensors. Aggregators are pure: the same
+updates (in any order of arrival) give bit-identical results on every party. State that an
+algorithm carries between rounds (a server-side optimiser, say) goes in and out explicitly
+through ``state`` and ``AggregationResult.state`` and is never kept on the object.
+
+One module per algorithm (``fedavg.py``; robust strategies join the registry below).
+
+Public API::
+
+    Update(party: str, samples: int, tensors: Mapping[str, torch.Tensor])
+    AggregationResult(tensors: dict[str, Tensor], state: dict[str, Tensor] = {})
+    Aggregator (Protocol): name; aggregate(updates, *, current=None, state=None) -> AggregationResult
+    get_aggregator(name: AggregationName | str) -> Aggregator
+    check_compatible(updates) -> list[Update]     # sorted by party; raises AggregationError
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from hydrafed.errors import AggregationError, ConfigError
+from hydrafed.spec import AggregationName
+
+
+@dataclass(frozen=True)
+class Update:
+    """One party's tensors for a round and the number of training examples behind them."""
+
+    party: str
+    samples: int
+    tensors: Mapping[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class AggregationResult:
+    """The new global tensors and the aggregator's state to pass into the next round."""
+
+    tensors: dict[str, torch.Tensor]
+    state: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Aggregator(Protocol):
+    """Turns a round's updates into the next global tensors."""
+
+    name: str
+
+    def aggregate(
+        self,
+        updates: Sequence[Update],
+        *,
+        current: Mapping[str, torch.Tensor] | None = None,
+        state: Mapping[str, torch.Tensor] | None = None,
+    ) -> AggregationResult:
+        """Combine ``updates``; ``current`` is the previous global model, ``state`` the last result's."""
+        ...
+
+
+def check_compatible(updates: Sequence[Update]) -> list[Update]:
+    """The updates sorted by party id, after checking they can be combined key by key.
+
+    Raises AggregationError naming the party and the tensor when keys, shapes or dtypes differ,
+    a party appears twice, or a sample count is not positive.
+    """
+    if not updates:
+        raise AggregationError("no updates to aggregate: the round has no members")
+    ordered = sorted(updates, key=lambda u: u.party)
+    seen: set[str] = set()
+    for update in ordered:
+        if update.party in seen:
+            raise AggregationError(f"party {update.party!r} has more than one update in the round")
+        seen.add(update.party)
+        if update.samples <= 0:
+            raise AggregationError(
+                f"party {update.party!r} reports {update.samples} samples; it must be positive"
+            )
+    reference = ordered[0]
+    ref_keys = set(reference.tensors)
+    for update in ordered[1:]:
+        keys = set(update.tensors)
+        if keys != ref_keys:
+            missing, extra = sorted(ref_keys - keys), sorted(keys - ref_keys)
+            raise AggregationError(
+                f"party {update.party!r} has different tensors than {reference.party!r}: "
+                f"missing {missing}, unexpected {extra}"
+            )
+        for key in sorted(keys):
+            mine, theirs = update.tensors[key], reference.tensors[key]
+            if mine.shape != theirs.shape:
+                raise AggregationError(
+                    f"party {update.party!r} tensor {key!r} has shape {tuple(mine.shape)}, "
+                    f"{reference.party!r} has {tuple(theirs.shape)}"
+                )
+            if mine.dtype != theirs.dtype:
+                raise AggregationError(
+                    f"party {update.party!r} tensor {key!r} has dtype {mine.dtype}, "
+                    f"{reference.party!r} has {theirs.dtype}"
+                )
+    return ordered
+
+
+def _fedavg() -> Aggregator:
+    from hydrafed.worker.aggregation.fedavg import FedAvg
+
+    return FedAvg()
+
+
+_REGISTRY: dict[str, Callable[[], Aggregator]] = {AggregationName.FEDAVG.value: _fedavg}
+
+
+def get_aggregator(name: AggregationName | str) -> Aggregator:
+    """The aggregator registered under ``name``; ConfigError listing the choices otherwise."""
+    key = name.value if isinstance(name, AggregationName) else str(name)
+    factory = _REGISTRY.get(key)
+    if factory is None:
+        raise ConfigError(
+            f"aggregation {key!r} is not available: choose one of {', '.join(sorted(_REGISTRY))}"
+        )
+    return factory()

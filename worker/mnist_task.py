@@ -1,0 +1,146 @@
+"""``LocalTask`` for the small full models (mlp, cnn) on MNIST-like images.
+
+Each party process builds its task from the shared TrainingSpec and its index among the
+parties: it loads the dataset, takes the held-out test set common to all, computes the whole
+partition from the seed and keeps only its own shard. All parties start from the same initial
+weights (``build_model`` with the spec's seed). The exchanged state is the full state dict.
+
+Public API::
+
+    load_shards(spec, parties, *, cache=None) -> (list[Dataset], test: Dataset, num_classes)
+    MnistTask(model_name, train, test, config, *, seed, shuffle_seed, num_classes=10)
+    MnistTask.from_spec(spec, *, party_index, parties, cache=None) -> MnistTask
+    MnistTask.pooled(spec, *, cache=None) -> MnistTask        # all training data: the centralized bound
+    task.samples -> int
+    ... plus the LocalTask protocol (exchanged_state, load_exchanged_state, train_round, evaluate)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from hydrafed.worker.data import Dataset, load_split
+from hydrafed.worker.models import build_model
+from hydrafed.worker.partition import partition_indices
+from hydrafed.worker.task import Tensors, TrainResult
+from hydrafed.worker.training import TrainConfig, evaluate, to_tensors, train_round
+
+from hydrafed.errors import AggregationError, ConfigError
+from hydrafed.spec import ModelName, TrainingSpec
+
+
+def load_shards(
+    spec: TrainingSpec, parties: int, *, cache: Path | None = None
+) -> tuple[list[Dataset], Dataset, int]:
+    """Every party's shard, the common test set and the number of classes, all from the seed."""
+    split = load_split(
+        spec.dataset,
+        Path(spec.dataset_path) if spec.dataset_path else None,
+        seed=spec.seed,
+        test_fraction=spec.test_fraction,
+        sample_limit=spec.sample_limit,
+        cache=cache,
+    )
+    indices = partition_indices(split.train.labels, parties, spec.partition, spec.seed)
+    num_classes = max(split.train.num_classes, split.test.num_classes)
+    return [split.train.subset(i) for i in indices], split.test, num_classes
+
+
+class MnistTask:
+    """One party's image model, shard and optimiser settings."""
+
+    def __init__(
+        self,
+        model_name: ModelName | str,
+        train: Dataset,
+        test: Dataset,
+        config: TrainConfig,
+        *,
+        seed: int,
+        shuffle_seed: int,
+        num_classes: int = 10,
+    ) -> None:
+        if len(train) == 0:
+            raise ConfigError("this party's training shard is empty: use fewer parties or more data")
+        if train.input_shape != test.input_shape:
+            raise ConfigError(f"train images {train.input_shape} and test images {test.input_shape} differ")
+        self.model = build_model(model_name, train.input_shape, num_classes, seed=seed)
+        self.config = config
+        self.shuffle_seed = shuffle_seed
+        self._x, self._y = to_tensors(train.images, train.labels)
+        self._test_x, self._test_y = to_tensors(test.images, test.labels)
+
+    @classmethod
+    def from_spec(
+        cls, spec: TrainingSpec, *, party_index: int, parties: int, cache: Path | None = None
+    ) -> MnistTask:
+        """The task of party ``party_index`` (0-based, in the federation's party order)."""
+        if not 0 <= party_index < parties:
+            raise ConfigError(f"party index {party_index} is outside 0..{parties - 1}")
+        shards, test, num_classes = load_shards(spec, parties, cache=cache)
+        return cls(
+            spec.model,
+            shards[party_index],
+            test,
+            TrainConfig.from_spec(spec),
+            seed=spec.seed,
+            shuffle_seed=spec.seed * 1009 + party_index + 1,
+            num_classes=num_classes,
+        )
+
+    @classmethod
+    def pooled(cls, spec: TrainingSpec, *, cache: Path | None = None) -> MnistTask:
+        """All training data in one task: the centralized upper bound with the same budget."""
+        shards, test, num_classes = load_shards(spec, 1, cache=cache)
+        return cls(
+            spec.model,
+            shards[0],
+            test,
+            TrainConfig.from_spec(spec),
+            seed=spec.seed,
+            shuffle_seed=spec.seed * 1009,
+            num_classes=num_classes,
+        )
+
+    @property
+    def samples(self) -> int:
+        """Training examples in this party's shard (its FedAvg weight)."""
+        return int(self._y.shape[0])
+
+    def exchanged_state(self) -> Tensors:
+        """The whole state dict as detached CPU copies, keys sorted."""
+        state = self.model.state_dict()
+        return {key: state[key].detach().cpu().clone() for key in sorted(state)}
+
+    def load_exchanged_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Load the aggregated global weights; every key must match in name, shape and dtype."""
+        own = self.model.state_dict()
+        if set(state) != set(own):
+            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+            raise AggregationError(
+                f"global state does not fit the model: missing {missing}, unexpected {extra}"
+            )
+        for key, value in state.items():
+            if value.shape != own[key].shape or value.dtype != own[key].dtype:
+                raise AggregationError(
+                    f"global tensor {key!r} is {value.dtype} {tuple(value.shape)}, "
+                    f"the model needs {own[key].dtype} {tuple(own[key].shape)}"
+                )
+        self.model.load_state_dict(dict(state), strict=True)
+
+    def train_round(self, round_no: int) -> TrainResult:
+        """``localEpochs`` epochs of SGD on the shard from the loaded global weights."""
+        stats = train_round(
+            self.model, self._x, self._y, self.config, round_no=round_no, seed=self.shuffle_seed
+        )
+        return TrainResult(
+            samples=self.samples,
+            seconds=stats.seconds,
+            metrics={"loss": stats.loss, "steps": float(stats.steps)},
+        )
+
+    def evaluate(self) -> dict[str, float]:
+        """Accuracy and loss on the common held-out test set."""
+        return evaluate(self.model, self._test_x, self._test_y)
