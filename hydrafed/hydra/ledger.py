@@ -151,7 +151,8 @@ def validate_tx(
             nacl.signing.VerifyKey(vk_bytes).verify(body_hash, bytes(witness.signature))
         except (nacl.exceptions.BadSignatureError, ValueError) as exc:
             raise LedgerRuleError(
-                f"InvalidWitnessesUTXOW: the signature of vkey {vk_bytes.hex()} does not verify over the body hash"
+                f"InvalidWitnessesUTXOW: the signature of vkey {vk_bytes.hex()} "
+                "does not verify over the body hash"
             ) from exc
         signed_by.add(bytes(witness.vkey.hash().payload))
     required: set[bytes] = set()

@@ -165,7 +165,8 @@ def build_announcement_tx(
     chosen = select_inputs(parsed, own)
     if not chosen:
         raise errors.HeadError(
-            f"party {keys.name} has no ADA-only UTxO at {own} in the head; commit funds first (funding.commit_funds)"
+            f"party {keys.name} has no ADA-only UTxO at {own} in the head; "
+            "commit funds first (funding.commit_funds)"
         )
     inputs = [utxo_mod.parse_txin(k) for k, _ in chosen]
     total_in = sum(out.amount if isinstance(out.amount, int) else out.amount.coin for _, out in chosen)
@@ -191,7 +192,8 @@ def build_announcement_tx(
         if change < need:
             raise errors.HeadError(
                 f"party {keys.name} holds {total_in} lovelace in the head but the announcement needs "
-                f"{lovelace_per_peer * len(outputs) + fee + need} (peers + fee + min-ADA change); commit more funds"
+                f"{lovelace_per_peer * len(outputs) + fee + need} (peers + fee + min-ADA change); "
+                "commit more funds"
             )
         body = pycardano.TransactionBody(
             inputs=inputs, outputs=[*outputs, change_out], fee=fee, auxiliary_data_hash=aux.hash()
@@ -206,11 +208,6 @@ def build_announcement_tx(
             break
         fee = needed_fee
     return {"type": "Tx ConwayEra", "description": "", "cborHex": tx.to_cbor_hex(), "txId": str(tx.id)}
-
-
-def keys_to_network(network: keys_mod.NetworkName) -> pycardano.Network:
-    """Alias of :func:`keys.to_network` kept for readability at call sites."""
-    return keys.to_network(network)
 
 
 def _metadata_map(aux: Any) -> Mapping[Any, Any] | None:
