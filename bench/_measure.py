@@ -1,0 +1,109 @@
+"""Measuring a benchmarked run from outside: process wall time, peak memory of its process tree.
+
+Every compared system (Flower, ``hydrafed simulate``) runs as a child process started the same
+way, so import time, Ray start-up and party spawning all count in its wall time. Memory is the
+peak over time of the summed PSS (proportional set size) of the child and all its descendants:
+shared libraries such as torch are counted once across processes, not once per process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+SAMPLE_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ProcessRun:
+    """Outcome of one measured child process."""
+
+    returncode: int
+    wall_seconds: float
+    peak_pss_mib: float
+    peak_processes: int
+    output: str
+
+
+def _tree_pss(root: psutil.Process) -> tuple[float, int]:
+    try:
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0, 0
+    total = 0
+    for proc in procs:
+        try:
+            info = proc.memory_full_info()
+            total += getattr(info, "pss", info.rss)
+        except psutil.Error:
+            continue
+    return total / 2**20, len(procs)
+
+
+def run_measured(
+    argv: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 3600,
+    log: Path | None = None,
+) -> ProcessRun:
+    """Run ``argv`` to completion, sampling its process tree's memory every half second."""
+    merged_env = {**os.environ, **(env or {})}
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        list(argv),
+        env=merged_env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    peak = [0.0, 0]
+    done = threading.Event()
+
+    def sample() -> None:
+        root = psutil.Process(proc.pid)
+        while not done.is_set():
+            pss, count = _tree_pss(root)
+            peak[0] = max(peak[0], pss)
+            peak[1] = max(peak[1], count)
+            done.wait(SAMPLE_SECONDS)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        output, _ = proc.communicate()
+        output += f"\n[bench] killed after {timeout:.0f} s"
+    wall = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if log is not None:
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(output)
+    return ProcessRun(proc.returncode, wall, peak[0], int(peak[1]), output)
+
+
+def union_seconds(intervals: Sequence[tuple[float, float]]) -> float:
+    """Length of the union of [start, end] intervals: the wall time during which any party trained."""
+    total, current_start, current_end = 0.0, None, None
+    for start, end in sorted(intervals):
+        if current_end is None or start > current_end:
+            if current_end is not None and current_start is not None:
+                total += current_end - current_start
+            current_start, current_end = start, end
+        else:
+            current_end = max(current_end, end)
+    if current_end is not None and current_start is not None:
+        total += current_end - current_start
+    return total
