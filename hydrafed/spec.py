@@ -157,12 +157,12 @@ class TrainingSpec(SpecModel):
     """Directory of the dataset when it is not bundled (idx files, text corpus)."""
     rounds: int = Field(default=10, ge=1, le=10_000)
     """Number of federated rounds."""
-    local_epochs: int = Field(default=1, ge=1, le=1000)
-    """Local epochs per round (ignored when localSteps is set)."""
+    local_epochs: int = Field(default=5, ge=1, le=1000)
+    """Local epochs per round (ignored when localSteps is set); 5 with momentum 0.9 is tuned for MNIST."""
     local_steps: int | None = Field(default=None, ge=1, le=1_000_000)
     """Local optimizer steps per round; overrides localEpochs (used for language models)."""
     learning_rate: float = Field(default=0.05, gt=0, le=10)
-    """Local learning rate."""
+    """Local learning rate (SGD; with momentum 0.9 the effective step is about 10x this)."""
     batch_size: int = Field(default=64, ge=1, le=65_536)
     """Local mini-batch size."""
     momentum: float = Field(default=0.9, ge=0, lt=1)

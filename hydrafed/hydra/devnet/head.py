@@ -1,0 +1,497 @@
+"""The emulated head shared by all devnet nodes: state machine, ledger, L1 and event logs.
+
+One :class:`Head` serves N node endpoints. Every input is processed once; timed outputs are
+appended to each node's own event log (own ``seq``), persisted as JSON lines and pushed to that
+node's clients. The head state is event-sourced: a restarted devnet rebuilds it by replaying
+node 0's log, as hydra-node does from its persistence directory. This module knows nothing of
+HTTP; :mod:`hydrafed.hydra.devnet.server` puts it on sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pycardano
+
+from hydrafed.hydra import keys as keys_mod
+from hydrafed.hydra import ledger, messages
+from hydrafed.hydra import utxo as utxo_mod
+
+log = logging.getLogger(__name__)
+
+NODE_VERSION = "2.3.0-hydrafed-devnet"
+JSON = dict[str, Any]
+
+#: The zero-fee parameters hydra-node's demo uses in a head (fees 0, min-ADA still applies).
+DEFAULT_PROTOCOL_PARAMETERS: JSON = {
+    "txFeeFixed": 0,
+    "txFeePerByte": 0,
+    "utxoCostPerByte": 4310,
+    "executionUnitPrices": {"priceMemory": 0, "priceSteps": 0},
+    "maxTxExecutionUnits": {"memory": 14000000, "steps": 10000000000},
+    "maxTxSize": 10250,
+    "maxValueSize": 5000,
+    "collateralPercentage": 150,
+    "maxCollateralInputs": 3,
+    "minFeeRefScriptCostPerByte": 0,
+    "protocolVersion": {"major": 10, "minor": 0},
+    "costModels": {},
+}
+
+
+def now_iso(at: dt.datetime | None = None) -> str:
+    """UTCTime as the node writes it (ISO-8601, Z suffix)."""
+    return (at or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def blake2b256(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=32).digest()
+
+
+Sink = Callable[[JSON, str], None]
+
+
+@dataclasses.dataclass
+class NodeLog:
+    """One node's persisted timed outputs, its seq counter and its live listeners."""
+
+    index: int
+    path: Path
+    history: list[JSON] = dataclasses.field(default_factory=list)
+    next_seq: int = 0
+    sinks: set[Sink] = dataclasses.field(default_factory=set)
+
+    def load(self) -> None:
+        if self.path.exists():
+            with self.path.open() as fh:
+                self.history = [json.loads(line) for line in fh if line.strip()]
+            if self.history:
+                self.next_seq = int(self.history[-1]["seq"]) + 1
+
+    def append(self, payload: JSON, fh: Any) -> None:
+        msg = {**payload, "seq": self.next_seq, "timestamp": now_iso()}
+        self.next_seq += 1
+        self.history.append(msg)
+        fh.write(json.dumps(msg) + "\n")
+        self.broadcast(msg)
+
+    def broadcast(self, msg: JSON) -> None:
+        text = json.dumps(msg)
+        for sink in list(self.sinks):
+            sink(msg, text)
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadConfig:
+    """Head parameters every node shares."""
+
+    parties: tuple[keys_mod.PartyKeys, ...]
+    network: pycardano.Network
+    contestation_period: float
+    deposit_activation: float
+    deposit_period: float
+    protocol_parameters: JSON
+
+
+class Head:
+    """The single emulated head behind all node endpoints."""
+
+    def __init__(self, config: HeadConfig, state_dir: Path) -> None:
+        self.config = config
+        self.params = ledger.LedgerParams.from_json(config.protocol_parameters)
+        self.state_dir = state_dir
+        self.status = "Idle"
+        self.head_id: str | None = None
+        self.ever_opened = False
+        self.utxo: utxo_mod.UTxO = {}
+        self.l1: utxo_mod.UTxO = {}
+        self.snapshot_number = 0
+        self.version = 0
+        self.last_snapshot: JSON | None = None
+        self.contestation_deadline: dt.datetime | None = None
+        self.pending_txs: list[JSON] = []
+        self.drafted_deposits: dict[str, JSON] = {}
+        self.deposits: dict[str, JSON] = {}
+        self.nodes = [
+            NodeLog(i, state_dir / "nodes" / str(i) / "events.jsonl") for i in range(len(config.parties))
+        ]
+        self._files: list[Any] = []
+        self._timers: list[asyncio.TimerHandle] = []
+        self._snapshot_scheduled = False
+        self.started_at = dt.datetime.now(dt.UTC)
+
+    # ------------------------------------------------------------------ lifecycle
+    def open_logs(self) -> None:
+        """Load persisted logs, rebuild the state from node 0's, and open the logs for append."""
+        for node in self.nodes:
+            node.path.parent.mkdir(parents=True, exist_ok=True)
+            node.load()
+        l1_path = self.state_dir / "l1.json"
+        if l1_path.exists():
+            self.l1 = utxo_mod.utxo_from_json(json.loads(l1_path.read_text()))
+        for msg in self.nodes[0].history:
+            self._replay(msg)
+        self._files = [node.path.open("a", buffering=1) for node in self.nodes]
+
+    def resume_timers(self) -> None:
+        """Re-arm the timers a restart interrupted (deposits, contestation deadline)."""
+        for tx_id, dep in self.deposits.items():
+            self._schedule_deposit(tx_id, dep["activated"])
+        if self.status == "Closed" and self.contestation_deadline is not None:
+            self._schedule_fanout()
+
+    def close_logs(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+        for fh in self._files:
+            fh.close()
+        self._files = []
+
+    def fund_l1(self, address: pycardano.Address, lovelace: int, seed: str) -> None:
+        """Put a genesis output on the emulated L1 (only when the state dir is new)."""
+        tx_id = blake2b256(f"hydrafed-devnet-genesis:{seed}".encode()).hex()
+        self.l1[utxo_mod.txin_key(tx_id, 0)] = pycardano.TransactionOutput(address, lovelace)
+        self._save_l1()
+
+    def _save_l1(self) -> None:
+        path = self.state_dir / "l1.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(utxo_mod.utxo_to_json(self.l1)))
+        tmp.replace(path)
+
+    # ------------------------------------------------------------------ event log
+    def emit(self, payload: JSON) -> None:
+        """A timed output on every node."""
+        self._replay(payload)
+        for node, fh in zip(self.nodes, self._files, strict=True):
+            node.append(payload, fh)
+
+    def _replay(self, msg: JSON) -> None:
+        """Apply one timed output to the head state (live and on restart)."""
+        tag = msg.get("tag")
+        if tag == "HeadIsOpen":
+            self.status, self.head_id, self.ever_opened = "Open", msg["headId"], True
+            self.utxo, self.snapshot_number, self.version, self.last_snapshot = {}, 0, 0, None
+        elif tag == "SnapshotConfirmed":
+            snap = msg["snapshot"]
+            self.snapshot_number = snap["number"]
+            self.version = snap["version"]
+            self.utxo = utxo_mod.utxo_from_json(snap["utxo"])
+            self.last_snapshot = msg
+        elif tag == "CommitRecorded":
+            self.deposits[msg["pendingDeposit"]] = {
+                "utxo": msg["utxoToCommit"],
+                "deadline": msg["deadline"],
+                "activated": False,
+            }
+        elif tag == "DepositActivated":
+            if msg["depositTxId"] in self.deposits:
+                self.deposits[msg["depositTxId"]]["activated"] = True
+        elif tag == "CommitFinalized":
+            dep = self.deposits.pop(msg["depositTxId"], None)
+            if dep is not None:
+                self.utxo.update(utxo_mod.utxo_from_json(dep["utxo"]))
+                self.version += 1
+        elif tag == "HeadIsClosed":
+            self.status = "Closed"
+            self.contestation_deadline = dt.datetime.strptime(
+                msg["contestationDeadline"], "%Y-%m-%dT%H:%M:%S.%fZ"
+            ).replace(tzinfo=dt.UTC)
+        elif tag == "ReadyToFanout":
+            self.status = "FanoutPossible"
+        elif tag == "HeadIsFinalized":
+            self.status, self.head_id = "Idle", None
+            self.deposits.clear()
+
+    def send_local(self, node: int, payload: JSON) -> None:
+        """A non-timed output (no seq, never persisted) to one node's clients."""
+        self.nodes[node].broadcast(payload)
+
+    # ------------------------------------------------------------------ views
+    def party_json(self, i: int) -> JSON:
+        return {"vkey": self.config.parties[i].hydra_vkey_hex}
+
+    def head_state(self) -> JSON:
+        """The HeadState of GET /head and CommandFailed.state."""
+        if self.status == "Idle":
+            return {"tag": "Idle", "contents": {"chainState": {"recordedAt": None, "spendableUTxO": {}}}}
+        tag = {"Open": "Open", "Closed": "Closed", "FanoutPossible": "Closed"}[self.status]
+        contents: JSON = {
+            "headId": self.head_id,
+            "parameters": {
+                "contestationPeriod": int(self.config.contestation_period),
+                "parties": [self.party_json(i) for i in range(len(self.config.parties))],
+            },
+            "version": self.version,
+        }
+        if tag == "Open":
+            contents["coordinatedHeadState"] = {
+                "localUTxO": utxo_mod.utxo_to_json(self.utxo),
+                "confirmedSnapshot": self.confirmed_snapshot(),
+                "version": self.version,
+                "currentDepositTxId": next(iter(self.deposits), None),
+            }
+        else:
+            contents["confirmedSnapshot"] = self.confirmed_snapshot()
+            contents["contestationDeadline"] = now_iso(self.contestation_deadline)
+            contents["readyToFanoutSent"] = self.status == "FanoutPossible"
+        return {"tag": tag, "contents": contents}
+
+    def confirmed_snapshot(self) -> JSON:
+        if self.last_snapshot is None:
+            return {"tag": "InitialSnapshot", "headId": self.head_id}
+        return {
+            "tag": "ConfirmedSnapshot",
+            "snapshot": self.last_snapshot["snapshot"],
+            "signatures": self.last_snapshot["signatures"],
+        }
+
+    def utxo_json(self) -> JSON:
+        return utxo_mod.utxo_to_json(self.utxo)
+
+    def env(self, i: int) -> JSON:
+        parties = self.config.parties
+        return {
+            "party": self.party_json(i),
+            "otherParties": [self.party_json(j) for j in range(len(parties)) if j != i],
+            "participants": [p.participant_id for p in parties],
+            "contestationPeriod": max(1, round(self.config.contestation_period)),
+            "depositPeriod": max(1, round(self.config.deposit_period)),
+            "depositActivation": max(1, round(self.config.deposit_activation)),
+            "unsyncedPeriod": 21600,
+            "configuredPeers": "",
+        }
+
+    def current_slot(self) -> int:
+        return int((dt.datetime.now(dt.UTC) - self.started_at).total_seconds())
+
+    def greetings(self, i: int, snapshot_utxo: bool) -> JSON:
+        msg: JSON = {
+            "tag": "Greetings",
+            "me": self.party_json(i),
+            "headStatus": self.status,
+            "hydraNodeVersion": NODE_VERSION,
+            "env": self.env(i),
+            "networkInfo": {"networkConnected": True, "peersInfo": {}},
+            "chainSyncedStatus": "InSync",
+            "currentSlot": self.current_slot(),
+        }
+        if self.status != "Idle":
+            msg["hydraHeadId"] = self.head_id
+            if snapshot_utxo:
+                msg["snapshotUtxo"] = self.utxo_json()
+        return msg
+
+    # ------------------------------------------------------------------ inputs
+    def handle_text(self, node: int, text: str) -> None:
+        """One WebSocket frame from a client of ``node``."""
+        try:
+            data = json.loads(text)
+            parsed = messages.parse_input(data)
+        except ValueError as exc:  # json and pydantic errors are both ValueErrors
+            self.send_local(node, {"tag": "InvalidInput", "reason": str(exc).splitlines()[0], "input": text})
+            return
+        self.handle_input(node, parsed)
+
+    def _command_failed(self, node: int, parsed: messages.ClientInput) -> None:
+        self.send_local(
+            node, {"tag": "CommandFailed", "clientInput": parsed.to_json(), "state": self.head_state()}
+        )
+
+    def handle_input(self, node: int, parsed: messages.ClientInput) -> None:
+        """Dispatch a parsed client input according to the head state."""
+        if isinstance(parsed, messages.Init) and self.status == "Idle":
+            self.init()
+        elif isinstance(parsed, messages.NewTx) and self.status == "Open":
+            self.new_tx(parsed.transaction)
+        elif isinstance(parsed, messages.Close | messages.SafeClose) and self.status == "Open":
+            self.close()
+        elif isinstance(parsed, messages.Fanout) and self.status == "FanoutPossible":
+            self.fanout()
+        else:
+            self._command_failed(node, parsed)
+
+    def init(self) -> None:
+        seed = os.urandom(28).hex()
+        self.emit(
+            {
+                "tag": "HeadIsOpen",
+                "headId": seed,
+                "parties": [self.party_json(i) for i in range(len(self.config.parties))],
+            }
+        )
+
+    def new_tx(self, envelope: JSON) -> tuple[bool, str]:
+        """Validate, apply and broadcast one tx; returns (valid, txId or reason)."""
+        cbor_hex = envelope.get("cborHex")
+        try:
+            if not isinstance(cbor_hex, str):
+                raise ledger.LedgerRuleError("DecoderFailure: transaction.cborHex is missing")
+            claimed = envelope.get("txId")
+            valid = ledger.validate_tx(
+                cbor_hex,
+                self.utxo,
+                self.params,
+                self.config.network,
+                claimed if isinstance(claimed, str) else None,
+            )
+        except ledger.LedgerRuleError as exc:
+            self.emit(
+                {
+                    "tag": "TxInvalid",
+                    "headId": self.head_id,
+                    "utxo": self.utxo_json(),
+                    "transaction": {"type": "Tx ConwayEra", "description": "", **envelope},
+                    "validationError": {"reason": str(exc)},
+                }
+            )
+            return False, str(exc)
+        ledger.apply_tx(self.utxo, valid)
+        self.pending_txs.append(valid.envelope())
+        self.emit({"tag": "TxValid", "headId": self.head_id, "transactionId": valid.tx_id})
+        if not self._snapshot_scheduled:
+            self._snapshot_scheduled = True
+            asyncio.get_running_loop().call_soon(self._snapshot)
+        return True, valid.tx_id
+
+    def _sign_snapshot(self, snapshot: JSON) -> JSON:
+        """Every party's Hydra key signs the snapshot (a devnet-specific message: hash of its JSON)."""
+        message = blake2b256(json.dumps(snapshot, sort_keys=True).encode())
+        return {
+            "multiSignature": [bytes(p.hydra_signing_key.sign(message)).hex() for p in self.config.parties]
+        }
+
+    def _snapshot(self, utxo_to_commit: JSON | None = None) -> None:
+        self._snapshot_scheduled = False
+        if self.status != "Open" or (not self.pending_txs and utxo_to_commit is None):
+            return
+        confirmed, self.pending_txs = self.pending_txs, []
+        snapshot = {
+            "headId": self.head_id,
+            "version": self.version,
+            "number": self.snapshot_number + 1,
+            "confirmed": confirmed,
+            "utxo": self.utxo_json(),
+            "utxoToCommit": utxo_to_commit,
+            "utxoToDecommit": None,
+        }
+        self.emit(
+            {
+                "tag": "SnapshotConfirmed",
+                "headId": self.head_id,
+                "snapshot": snapshot,
+                "signatures": self._sign_snapshot(snapshot),
+            }
+        )
+
+    def close(self) -> None:
+        deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.config.contestation_period)
+        self.emit(
+            {
+                "tag": "HeadIsClosed",
+                "headId": self.head_id,
+                "snapshotNumber": self.snapshot_number,
+                "contestationDeadline": now_iso(deadline),
+            }
+        )
+        self._schedule_fanout()
+
+    def _schedule_fanout(self) -> None:
+        assert self.contestation_deadline is not None
+        delay = max(0.0, (self.contestation_deadline - dt.datetime.now(dt.UTC)).total_seconds())
+        head_id = self.head_id
+
+        def ready() -> None:
+            if self.status == "Closed" and self.head_id == head_id:
+                self.emit({"tag": "ReadyToFanout", "headId": head_id})
+
+        self._timers.append(asyncio.get_running_loop().call_later(delay, ready))
+
+    def fanout(self) -> None:
+        final = self.utxo_json()
+        self.l1.update(self.utxo)
+        self._save_l1()
+        self.emit({"tag": "HeadIsFinalized", "headId": self.head_id, "finalizedUTxO": final})
+
+    # ------------------------------------------------------------------ deposits (L1)
+    def draft_deposit(self, utxo_to_commit: JSON) -> JSON:
+        """POST /commit: an unsigned L1 tx that moves the given L1 outputs into the head."""
+        if self.status != "Open":
+            raise ledger.LedgerRuleError("Head is not open")
+        if not utxo_to_commit:
+            raise ledger.LedgerRuleError("FailedToConstructDepositTx: nothing to commit")
+        inputs, outputs = [], []
+        for key in sorted(utxo_to_commit):
+            out = self.l1.get(key)
+            if out is None:
+                raise ledger.LedgerRuleError(f"FailedToConstructDepositTx: {key} is not an unspent L1 output")
+            inputs.append(utxo_mod.parse_txin(key))
+            outputs.append(out)
+        body = pycardano.TransactionBody(inputs=inputs, outputs=outputs, fee=0)
+        tx = pycardano.Transaction(body, pycardano.TransactionWitnessSet())
+        tx_id = str(tx.id)
+        self.drafted_deposits[tx_id] = {
+            key: utxo_mod.txout_to_json(self.l1[key]) for key in sorted(utxo_to_commit)
+        }
+        return {"type": "Tx ConwayEra", "description": "", "cborHex": tx.to_cbor_hex(), "txId": tx_id}
+
+    def submit_l1(self, envelope: JSON) -> str:
+        """POST /cardano-transaction: check an L1 tx with the same rules and apply it."""
+        cbor_hex = envelope.get("cborHex")
+        if not isinstance(cbor_hex, str):
+            raise ledger.LedgerRuleError("DecoderFailure: cborHex is missing")
+        valid = ledger.validate_tx(cbor_hex, self.l1, self.params, self.config.network)
+        deposit = self.drafted_deposits.pop(valid.tx_id, None)
+        for key in valid.spent:
+            del self.l1[key]
+        if deposit is None:
+            self.l1.update(valid.produced)
+        self._save_l1()
+        if deposit is not None:
+            if self.status != "Open":
+                raise ledger.LedgerRuleError("Head is not open")
+            period = self.config.deposit_activation + 2 * self.config.deposit_period
+            deadline = now_iso(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=period))
+            self.emit(
+                {
+                    "tag": "CommitRecorded",
+                    "headId": self.head_id,
+                    "utxoToCommit": deposit,
+                    "pendingDeposit": valid.tx_id,
+                    "deadline": deadline,
+                }
+            )
+            self._schedule_deposit(valid.tx_id, activated=False)
+        return valid.tx_id
+
+    def _schedule_deposit(self, tx_id: str, activated: bool) -> None:
+        delay = 0.0 if activated else self.config.deposit_activation
+
+        def activate() -> None:
+            dep = self.deposits.get(tx_id)
+            if dep is None or self.status != "Open":
+                return
+            if not dep["activated"]:
+                self.emit(
+                    {
+                        "tag": "DepositActivated",
+                        "headId": self.head_id,
+                        "depositTxId": tx_id,
+                        "deadline": dep["deadline"],
+                        "chainTime": now_iso(),
+                    }
+                )
+            self._snapshot(utxo_to_commit=dep["utxo"])
+            self.emit({"tag": "CommitApproved", "headId": self.head_id, "utxoToCommit": dep["utxo"]})
+            self.emit({"tag": "CommitFinalized", "headId": self.head_id, "depositTxId": tx_id})
+
+        self._timers.append(asyncio.get_running_loop().call_later(delay, activate))
