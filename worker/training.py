@@ -8,7 +8,7 @@ local-only and centralized training so the baselines get the same budget.
 
 Public API::
 
-    TrainConfig(lr, batch_size, epochs, momentum=0.0, weight_decay=0.0, lr_decay=1.0)
+    TrainConfig(lr, batch_size, epochs, momentum=0.0, weight_decay=0.0, lr_decay=1.0, steps=None)
     TrainConfig.from_spec(spec: TrainingSpec) -> TrainConfig
     to_tensors(images: uint8 ndarray, labels) -> (float32 [N,H,W] in 0..1 normalised, int64 [N])
     train_round(model, x, y, config, *, round_no, seed) -> RoundStats(loss, steps, seconds)
@@ -17,6 +17,7 @@ Public API::
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ class TrainConfig:
     momentum: float = 0.0
     weight_decay: float = 0.0
     lr_decay: float = 1.0
+    steps: int | None = None
+    """Optimiser steps per round; when set it replaces ``epochs`` (batches continue across epochs)."""
 
     @classmethod
     def from_spec(cls, spec: TrainingSpec) -> TrainConfig:
@@ -52,6 +55,7 @@ class TrainConfig:
             momentum=spec.momentum,
             weight_decay=spec.weight_decay,
             lr_decay=spec.lr_decay,
+            steps=spec.local_steps,
         )
 
     def lr_at(self, round_no: int) -> float:
@@ -87,7 +91,10 @@ def train_round(
     round_no: int,
     seed: int,
 ) -> RoundStats:
-    """``config.epochs`` epochs of mini-batch SGD; batch order depends only on (seed, round)."""
+    """``config.epochs`` epochs (or ``config.steps`` steps) of mini-batch SGD.
+
+    The batch order depends only on (seed, round), so a round is reproducible.
+    """
     started = time.perf_counter()
     optimiser = torch.optim.SGD(
         model.parameters(),
@@ -100,7 +107,9 @@ def train_round(
     model.train()
     total, steps = 0.0, 0
     n = int(y.shape[0])
-    for _ in range(config.epochs):
+    per_epoch = math.ceil(n / config.batch_size)
+    budget = config.steps if config.steps is not None else config.epochs * per_epoch
+    while steps < budget:
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
@@ -110,6 +119,8 @@ def train_round(
             optimiser.step()
             total += float(loss.detach())
             steps += 1
+            if steps >= budget:
+                break
     return RoundStats(loss=total / max(steps, 1), steps=steps, seconds=time.perf_counter() - started)
 
 

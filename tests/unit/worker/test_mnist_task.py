@@ -102,3 +102,13 @@ def test_training_is_reproducible() -> None:
     first, second = run(), run()
 
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_local_steps_replace_epochs_and_run_across_epoch_boundaries() -> None:
+    spec = TrainingSpec(dataset="digits", sample_limit=600, seed=3, local_steps=11, batch_size=64)
+    task = MnistTask.from_spec(spec, party_index=0, parties=2)
+
+    result = task.train_round(1)
+
+    assert task.samples == 240
+    assert result.metrics["steps"] == 11  # four batches per epoch: runs into the third epoch
