@@ -1,0 +1,157 @@
+"""Announcement txs: built with pycardano, accepted by the ledger rules, decoded back."""
+
+from __future__ import annotations
+
+import pycardano
+import pytest
+
+from hydrafed import errors
+from hydrafed.hydra import keys, ledger, tx
+from hydrafed.hydra import utxo as utxo_mod
+from hydrafed.hydra.devnet.head import DEFAULT_PROTOCOL_PARAMETERS
+
+pytestmark = pytest.mark.unit
+
+PARAMS = ledger.LedgerParams.from_json(DEFAULT_PROTOCOL_PARAMETERS)
+
+
+def _setup(lovelace: int = 50_000_000) -> tuple[keys.PartyKeys, list[keys.PartyKeys], dict[str, object]]:
+    me = keys.generate_party_keys("me")
+    peers = [keys.generate_party_keys(f"p{i}") for i in range(3)]
+    head_utxo = {
+        "11" * 32 + "#0": utxo_mod.txout_to_json(pycardano.TransactionOutput(me.address(), lovelace))
+    }
+    return me, peers, head_utxo
+
+
+def _announcement(**kw: object) -> tx.Announcement:
+    base: dict[str, object] = {
+        "fed": "mnist-demo",
+        "round": 3,
+        "party": "me",
+        "uri": "sj://bucket-of-me/rounds/3/" + "very-long-object-name-" * 5 + ".safetensors",
+        "sha256": "ab" * 32,
+        "samples": 1234,
+        "metrics": {"accuracy": 0.9375, "loss": 0.25},
+        "spec_hash": "cd" * 32,
+    }
+    base.update(kw)
+    return tx.Announcement(**base)  # type: ignore[arg-type]
+
+
+def test_announcement_round_trip_passes_the_ledger() -> None:
+    # Prepare
+    me, peers, head_utxo = _setup()
+    ann = _announcement()
+
+    # Execute
+    env = tx.build_announcement_tx(
+        ann,
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[str(p.address()) for p in peers],
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+    )
+    valid = ledger.validate_tx(
+        env["cborHex"], utxo_mod.utxo_from_json(head_utxo), PARAMS, pycardano.Network.TESTNET, env["txId"]
+    )
+
+    # Assert
+    assert env["type"] == "Tx ConwayEra" and env["description"] == ""
+    assert tx.decode_announcement(env) == ann
+    assert valid.tx_id == env["txId"]
+    amounts = sorted(out.amount for out in valid.produced.values())
+    assert amounts[:3] == [1_000_000] * 3
+    assert amounts[3] == 50_000_000 - 3_000_000
+    assert tx.tx_signers(env) == {me.participant_id}
+
+
+def test_long_strings_are_split_at_64_bytes() -> None:
+    text = "é" * 70  # 140 bytes; must not be cut inside a character
+    chunks = tx.split_string(text)
+    assert isinstance(chunks, list)
+    assert all(len(c.encode()) <= 64 for c in chunks)
+    assert "".join(chunks) == text
+    assert tx.split_string("short") == "short"
+
+
+def test_fee_follows_protocol_parameters() -> None:
+    me, peers, head_utxo = _setup()
+    params = {**DEFAULT_PROTOCOL_PARAMETERS, "txFeeFixed": 155381, "txFeePerByte": 44}
+    env = tx.build_announcement_tx(
+        _announcement(),
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[str(peers[0].address())],
+        protocol_parameters=params,
+    )
+    decoded = pycardano.Transaction.from_cbor(env["cborHex"])
+    size = len(bytes.fromhex(env["cborHex"]))
+    assert decoded.transaction_body.fee >= 155381 + 44 * size
+    ledger.validate_tx(
+        env["cborHex"],
+        utxo_mod.utxo_from_json(head_utxo),
+        ledger.LedgerParams.from_json(params),
+        pycardano.Network.TESTNET,
+    )
+
+
+def test_below_min_ada_per_peer_is_a_config_error() -> None:
+    me, peers, head_utxo = _setup()
+    with pytest.raises(errors.ConfigError, match="lovelace_per_peer"):
+        tx.build_announcement_tx(
+            _announcement(),
+            keys=me,
+            utxo=head_utxo,
+            peer_addresses=[str(peers[0].address())],
+            lovelace_per_peer=500_000,
+            protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+        )
+
+
+def test_insufficient_funds_and_no_funds_are_head_errors() -> None:
+    me, peers, head_utxo = _setup(lovelace=3_000_000)
+    with pytest.raises(errors.HeadError, match="commit more funds"):
+        tx.build_announcement_tx(
+            _announcement(),
+            keys=me,
+            utxo=head_utxo,
+            peer_addresses=[str(p.address()) for p in peers],
+            protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+        )
+    with pytest.raises(errors.HeadError, match="commit funds first"):
+        tx.build_announcement_tx(
+            _announcement(),
+            keys=me,
+            utxo={},
+            peer_addresses=[],
+            protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+        )
+
+
+def test_bad_announcement_fields_name_the_field() -> None:
+    with pytest.raises(errors.ConfigError, match=r"announcement\.sha256"):
+        _announcement(sha256="xyz")
+    with pytest.raises(errors.ConfigError, match=r"announcement\.metrics\.loss"):
+        _announcement(metrics={"loss": float("nan")})
+
+
+def test_decode_returns_none_for_other_txs_and_malformed_metadata() -> None:
+    me, peers, head_utxo = _setup()
+    plain = tx.build_announcement_tx(
+        _announcement(),
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[],
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+        label=674,
+    )
+    assert tx.decode_announcement(plain) is None  # other label
+    aux = pycardano.AuxiliaryData(
+        pycardano.AlonzoMetadata(metadata=pycardano.Metadata({1990: {"round": "three"}}))
+    )
+    body = pycardano.TransactionBody(inputs=[utxo_mod.parse_txin("11" * 32 + "#0")], outputs=[], fee=0)
+    bad = pycardano.Transaction(body, pycardano.TransactionWitnessSet(), auxiliary_data=aux)
+    assert tx.decode_announcement({"cborHex": bad.to_cbor_hex()}) is None
+    assert tx.decode_announcement({"cborHex": "zz"}) is None
+    assert tx.decode_announcement({}) is None
