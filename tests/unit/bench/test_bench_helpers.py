@@ -1,0 +1,92 @@
+"""The benchmark helpers that turn raw timings into figures and write the docs."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench import _docs, _measure, _runs
+
+pytestmark = pytest.mark.unit
+
+
+def test_union_merges_overlapping_and_keeps_gaps() -> None:
+    # Prepare: two parties overlap (0-2, 1-3), a third trains alone later (5-6)
+    intervals = [(5.0, 6.0), (0.0, 2.0), (1.0, 3.0)]
+
+    # Execute
+    total = _measure.union_seconds(intervals)
+
+    # Assert: 0-3 and 5-6
+    assert total == pytest.approx(4.0)
+
+
+def test_union_of_nested_and_empty() -> None:
+    assert _measure.union_seconds([(0.0, 10.0), (2.0, 3.0)]) == pytest.approx(10.0)
+    assert _measure.union_seconds([]) == 0.0
+
+
+def test_reduce_rounds_overhead_is_wall_minus_training_union() -> None:
+    records = [
+        {"round": 1, "accuracy": 0.5, "wall": 3.0, "train_intervals": [[0, 1], [0.5, 2]]},
+        {"round": 2, "accuracy": 0.7, "wall": 1.0, "train_intervals": [[10, 10.25], [10.5, 10.75]]},
+    ]
+
+    rounds = _runs.reduce_rounds(records)
+
+    assert [r.train for r in rounds] == pytest.approx([2.0, 0.5])
+    assert [r.overhead for r in rounds] == pytest.approx([1.0, 0.5])
+    figures = _runs.RunFigures("x", 2, 0, 5.0, 1.0, 1, 0.1, 0.2, rounds)
+    assert figures.final_accuracy == 0.7
+    assert figures.mean("overhead") == pytest.approx(0.5)  # round 1 left out
+    assert math.isnan(figures.mean("overhead", first=3))
+
+
+def test_write_section_replaces_only_its_own_section(tmp_path: Path) -> None:
+    # Prepare: a file with another engineer's section after ours
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        "# Benchmarks\n\nintro\n\n## Paper table\n\nold table\n\n## Storage throughput\n\ntheirs\n"
+    )
+
+    # Execute
+    _docs.write_section("Paper table", "new table", doc)
+    _docs.write_section("Per-round overhead", "overhead body", doc)
+
+    # Assert
+    text = doc.read_text()
+    assert "old table" not in text
+    assert "## Paper table\n\nnew table\n\n## Storage throughput\n\ntheirs\n" in text
+    assert text.endswith("## Per-round overhead\n\noverhead body\n")
+    assert text.startswith("# Benchmarks\n\nintro\n")
+
+
+def test_write_section_creates_file_with_intro(tmp_path: Path) -> None:
+    doc = tmp_path / "docs" / "benchmarks.md"
+
+    _docs.write_section("Flower side by side", "body", doc)
+
+    text = doc.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "## Machine / versions" in text
+    assert text.endswith("## Flower side by side\n\nbody\n")
+
+
+def test_run_measured_reports_exit_code_wall_and_memory(tmp_path: Path) -> None:
+    # Prepare: a child that allocates ~64 MiB, holds it for a second and exits 3
+    code = (
+        "import sys, time; b = bytearray(64 * 2**20); b[::4096] = b'x' * len(b[::4096]); "
+        "time.sleep(1.2); sys.exit(3)"
+    )
+
+    # Execute
+    run = _measure.run_measured([sys.executable, "-c", code], log=tmp_path / "log.txt")
+
+    # Assert
+    assert run.returncode == 3
+    assert run.wall_seconds >= 1.2
+    assert run.peak_pss_mib >= 60
+    assert (tmp_path / "log.txt").is_file()
