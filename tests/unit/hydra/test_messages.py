@@ -66,7 +66,7 @@ def test_greetings_repr_never_shows_env() -> None:
 
 @pytest.mark.parametrize("version", ["1.3.0-abc", "0.22.4", "unknown"])
 def test_old_nodes_are_refused(version: str) -> None:
-    with pytest.raises(errors.HeadError, match="needs hydra-node 2.x"):
+    with pytest.raises(errors.HeadError, match=r"needs hydra-node 2\.x"):
         client.check_version(version)
 
 

@@ -137,7 +137,7 @@ def test_bad_announcement_fields_name_the_field() -> None:
 
 
 def test_decode_returns_none_for_other_txs_and_malformed_metadata() -> None:
-    me, peers, head_utxo = _setup()
+    me, _peers, head_utxo = _setup()
     plain = tx.build_announcement_tx(
         _announcement(),
         keys=me,
