@@ -149,7 +149,11 @@ class Devnet:
 
     async def _serve(self, index: int) -> None:
         app = web.Application(client_max_size=16 * 1024 * 1024)
-        app.router.add_route("*", "/{tail:.*}", lambda request: self._dispatch(index, request))
+
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self._dispatch(index, request)
+
+        app.router.add_route("*", "/{tail:.*}", handler)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         self._runners.append(runner)
