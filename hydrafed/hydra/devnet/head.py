@@ -221,30 +221,43 @@ class Head:
         return {"vkey": self.config.parties[i].hydra_vkey_hex}
 
     def head_state(self) -> JSON:
-        """The HeadState of GET /head and CommandFailed.state."""
+        """The HeadState of GET /head and CommandFailed.state (shaped as api.yaml's HeadState)."""
         if self.status == "Idle":
-            return {"tag": "Idle", "contents": {"chainState": {"recordedAt": None, "spendableUTxO": {}}}}
-        tag = {"Open": "Open", "Closed": "Closed", "FanoutPossible": "Closed"}[self.status]
-        contents: JSON = {
-            "headId": self.head_id,
+            return {"tag": "Idle", "contents": {"chainState": {}}}
+        common: JSON = {
             "parameters": {
-                "contestationPeriod": int(self.config.contestation_period),
+                "contestationPeriod": self.config.contestation_period,
+                "depositPeriod": self.config.deposit_period,
                 "parties": [self.party_json(i) for i in range(len(self.config.parties))],
             },
-            "version": self.version,
+            "chainState": {},
+            "headId": self.head_id,
+            "headSeed": (self.head_id or "")[:32],
         }
-        if tag == "Open":
-            contents["coordinatedHeadState"] = {
+        if self.status == "Open":
+            seen: JSON = (
+                {"tag": "LastSeenSnapshot", "lastSeen": self.snapshot_number}
+                if self.snapshot_number
+                else {"tag": "NoSeenSnapshot"}
+            )
+            common["coordinatedHeadState"] = {
                 "localUTxO": utxo_mod.utxo_to_json(self.utxo),
+                "localTxs": list(self.pending_txs),
+                "allTxs": {},
                 "confirmedSnapshot": self.confirmed_snapshot(),
-                "version": self.version,
+                "seenSnapshot": seen,
                 "currentDepositTxId": next(iter(self.deposits), None),
+                "decommitTx": None,
+                "version": self.version,
             }
-        else:
-            contents["confirmedSnapshot"] = self.confirmed_snapshot()
-            contents["contestationDeadline"] = now_iso(self.contestation_deadline)
-            contents["readyToFanoutSent"] = self.status == "FanoutPossible"
-        return {"tag": tag, "contents": contents}
+            return {"tag": "Open", "contents": common}
+        common.update(
+            confirmedSnapshot=self.confirmed_snapshot(),
+            contestationDeadline=now_iso(self.contestation_deadline),
+            readyToFanoutSent=self.status == "FanoutPossible",
+            version=self.version,
+        )
+        return {"tag": "Closed", "contents": common}
 
     def confirmed_snapshot(self) -> JSON:
         if self.last_snapshot is None:

@@ -54,7 +54,9 @@ async def test_three_party_lifecycle(
         )
         sent[env["txId"]] = k.name
         await c.send(messages.NewTx(transaction=env))
-        await c.wait_for("SnapshotConfirmed", lambda o, i=env["txId"]: i in o.confirmed_tx_ids, since=since[0])
+        await c.wait_for(
+            "SnapshotConfirmed", lambda o, i=env["txId"]: i in o.confirmed_tx_ids, since=since[0]
+        )
 
     # Every node saw TxValid for every tx and the same confirmed announcements, in the same order.
     seen_orders = []
@@ -89,7 +91,9 @@ async def test_three_party_lifecycle(
     invalid = await clients[0].wait_for("InvalidInput", since=pos)
     assert isinstance(invalid, messages.InvalidInput) and "84a4" in invalid.input
     await clients[0].send(messages.Contest())
-    await clients[0].wait_for("CommandFailed", lambda o: o.to_json()["clientInput"]["tag"] == "Contest", since=pos)
+    await clients[0].wait_for(
+        "CommandFailed", lambda o: o.to_json()["clientInput"]["tag"] == "Contest", since=pos
+    )
 
     # Close -> HeadIsClosed everywhere -> ReadyToFanout after the deadline -> Fanout -> HeadIsFinalized.
     before_close = [c.position for c in clients]
