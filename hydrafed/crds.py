@@ -170,8 +170,8 @@ KINDS: tuple[Kind, ...] = (FEDERATION, PARTY)
 class _FactoryDefaults(GenerateJsonSchema):
     """Pydantic's schema generator, but it also writes defaults that come from a default_factory.
 
-    A nested model's factory becomes ``default: {}``: the API server then fills in the nested
-    defaults itself, which keeps each default in one place.
+    A nested model's factory becomes that model's full default value: the API server validates
+    defaults as written, so ``{}`` would fail CEL rules that read nested defaulted fields.
     """
 
     def default_schema(self, schema: core_schema.WithDefaultSchema) -> JsonSchemaValue:
@@ -181,7 +181,11 @@ class _FactoryDefaults(GenerateJsonSchema):
             return super().default_schema(schema)
         inner = self.generate_inner(schema["schema"])
         value = factory()
-        inner["default"] = {} if isinstance(value, BaseModel) else to_jsonable_python(value)
+        if isinstance(value, BaseModel):
+            # the API server validates a default as written (CEL included), so write it out in full
+            inner["default"] = value.model_dump(by_alias=True, exclude_none=True, mode="json")
+        else:
+            inner["default"] = to_jsonable_python(value)
         return inner
 
 
@@ -199,9 +203,15 @@ def _resolve(node: JsonDict, defs: Mapping[str, JsonDict]) -> JsonDict:
         node = {**all_of[0], **node}
     ref = node.pop("$ref", None)
     if ref is not None:
-        target = defs[ref.rsplit("/", 1)[-1]]
-        node = {**_resolve(target, defs), **node}
+        target = _resolve(defs[ref.rsplit("/", 1)[-1]], defs)
+        rules = [*target.get(_RULES, []), *node.get(_RULES, [])]  # the type's rules and the field's
+        node = {**target, **node}
+        if rules:
+            node[_RULES] = rules
     return node
+
+
+_RULES = "x-kubernetes-validations"
 
 
 def _unwrap_optional(node: JsonDict) -> JsonDict:
@@ -303,7 +313,7 @@ def crd(kind: Kind) -> JsonDict:
                 "description": "APIVersion of this object: hydrafed.io/v1alpha1.",
             },
             "kind": {"type": "string", "description": f"Kind of this object: {kind.kind}."},
-            "metadata": {"type": "object", "description": "Standard object metadata."},
+            "metadata": {"type": "object"},  # the API server allows nothing else here
             "spec": spec_schema,
             "status": status_schema,
         },

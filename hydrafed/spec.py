@@ -239,7 +239,7 @@ class HeadSpec(SpecModel):
     metadata_label: int = Field(
         default=1990,
         ge=0,
-        le=2**63 - 1,
+        le=2**53 - 1,
         json_schema_extra=immutable("head.metadataLabel", RECREATE_FEDERATION),
     )
     """Transaction metadata label of round announcements."""
@@ -480,7 +480,7 @@ class HeadState(StrEnum):
 class SnapshotRef(StatusModel):
     """The last snapshot every hydra-node signed."""
 
-    number: int = Field(ge=0, le=2**63 - 1)
+    number: int = Field(ge=0, le=2**53 - 1)
     """Snapshot number within the head."""
     utxo_hash: str | None = Field(default=None, max_length=128, pattern=r"^[0-9a-f]*$")
     """Hex hash of the snapshot's UTxO set."""
@@ -666,3 +666,8 @@ class PartyStatus(StatusModel):
         default=None, json_schema_extra={"x-kubernetes-preserve-unknown-fields": True}
     )
     """kopf's bookkeeping (legacy progress, handler results), kept as written; handlers return None."""
+
+
+def to_wire(model: BaseModel) -> dict[str, Any]:
+    """The model as Kubernetes JSON (camelCase, RFC 3339 times, unset fields left out): a status patch."""
+    return model.model_dump(by_alias=True, exclude_none=True, mode="json")
