@@ -144,3 +144,34 @@ def test_scikit_learn_digits_are_the_no_setup_fallback() -> None:
 def test_unknown_dataset_lists_the_image_datasets() -> None:
     with pytest.raises(ConfigError, match=r"'cifar'.*choose one of mnist, idx, digits"):
         load_split("cifar")
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def test_real_fashion_mnist_idx_directory() -> None:
+    if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST IDX files not in {FASHION_MNIST}: apt-get install dataset-fashion-mnist")
+
+    split = load_split("idx", FASHION_MNIST, seed=0, sample_limit=5000)
+    full = load_idx_dir(FASHION_MNIST)
+
+    assert isinstance(full, DataSplit)
+    assert (len(full.train), len(full.test)) == (60_000, 10_000)
+    assert full.train.input_shape == (28, 28)
+    assert np.bincount(full.test.labels).tolist() == [1000] * 10
+    assert (len(split.train), len(split.test)) == (4000, 1000)
+
+
+def test_data_fetch_command_keeps_an_existing_cache(mnist_cache: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from hydrafed.cli import app
+
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "mnist.npz").write_bytes((mnist_cache / "mnist" / "mnist.npz").read_bytes())
+
+    result = CliRunner().invoke(app, ["data", "fetch", "--cache", str(tmp_path)])
+
+    assert result.exit_code == 0, result.output
+    assert "mnist: 10000 digits" in result.output
