@@ -16,6 +16,7 @@ from tests.integration.k8s import cases, samples
 pytestmark = pytest.mark.integration
 
 GROUP_PATH = f"/apis/{spec.API_GROUP}/{spec.API_VERSION}"
+MODELS: dict[str, type[BaseModel]] = {"Federation": spec.FederationSpec, "Party": spec.PartySpec}
 
 
 def _collection(namespace: str, plural: str) -> str:
