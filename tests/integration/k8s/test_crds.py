@@ -57,9 +57,7 @@ def test_every_example_applies(
         created = kube.apply(object_path(manifest, namespace=namespace), manifest)
 
         # Assert: the server kept what the example says (nothing pruned) and pydantic agrees
-        model: type[BaseModel] = {"Federation": spec.FederationSpec, "Party": spec.PartySpec}[
-            manifest["kind"]
-        ]
+        model = MODELS[manifest["kind"]]
         assert _contains(created["spec"], manifest["spec"]), (
             f"{path}: {manifest['metadata']['name']} lost fields"
         )
