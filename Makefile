@@ -38,6 +38,11 @@ simulate: venv data
 cluster:
 	$(MAKE) -C tests/cluster build
 
+## cluster-up: the test control plane on loopback (etcd, apiserver, controllers, scheduler, kwok
+##   nodes); prints `export KUBECONFIG=...`; Ctrl-C stops it and removes its temp dir
+cluster-up: venv cluster
+	$(BIN)/python -m tests.fixtures.cluster
+
 ## lint: ruff (lint + format check) and mypy; package boundaries are a unit test
 lint: venv
 	$(BIN)/ruff check .
