@@ -14,6 +14,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+import cbor2
 import nacl.exceptions
 import nacl.signing
 import pycardano
@@ -200,15 +201,18 @@ def validate_tx(
                 f"WrongNetwork: output {ix} address {out.address} is not a {network.name} address"
             )
 
-    # Min-ADA per output.
-    for ix, out in enumerate(body.outputs):
-        need = min_lovelace(out, params)
+    # Min-ADA per output, over each output's CBOR size (taken with cbor2: pycardano's encoder
+    # type-checks every field and would dominate the cost of validation).
+    raw_outputs = cbor2.loads(spans[0]).get(1, [])
+    for ix, (out, raw_out) in enumerate(zip(body.outputs, raw_outputs, strict=True)):
+        size = len(cbor2.dumps(raw_out))
+        need = (MIN_UTXO_OVERHEAD + size) * params.utxo_cost_per_byte
         have = out.amount if isinstance(out.amount, int) else out.amount.coin
         if have < need:
             raise LedgerRuleError(
                 f"BabbageOutputTooSmallUTxO: output {ix} holds {have} lovelace, min-ADA is {need}"
             )
-        if len(out.to_cbor()) > params.max_value_size + MIN_UTXO_OVERHEAD:
+        if size > params.max_value_size + MIN_UTXO_OVERHEAD:
             raise LedgerRuleError(f"OutputTooBigUTxO: output {ix} value exceeds maxValueSize")
 
     # Fee and value conservation.

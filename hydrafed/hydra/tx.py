@@ -158,9 +158,12 @@ def build_announcement_tx(
     _metric_keys_ok(announcement.metrics)
     params = ledger.LedgerParams.from_json(protocol_parameters)
     own = keys.address(network)
-    parsed = {
+    own_text = str(own)
+    parsed = {  # parse only the party's own outputs: bech32 decoding every entry is the slow part
         k: (v if isinstance(v, pycardano.TransactionOutput) else utxo_mod.txout_from_json(v))
         for k, v in utxo.items()
+        if isinstance(v, pycardano.TransactionOutput)
+        or (isinstance(v, Mapping) and v.get("address") == own_text)
     }
     chosen = select_inputs(parsed, own)
     if not chosen:

@@ -8,6 +8,7 @@ plain values are modelled; datums and reference scripts are refused, not silentl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,10 +62,20 @@ def value_from_json(data: Mapping[str, Any]) -> pycardano.Value:
     )
 
 
+@functools.lru_cache(maxsize=4096)
+def _bech32(raw: bytes) -> str:
+    return str(pycardano.Address.from_primitive(raw))
+
+
+def address_text(address: pycardano.Address) -> str:
+    """Bech32 of an address, cached: a head has few addresses and encoding is slow."""
+    return _bech32(bytes(address.to_primitive()))
+
+
 def txout_to_json(out: pycardano.TransactionOutput) -> dict[str, Any]:
     """One output in the node's TxOut JSON (null fields present, as the node writes them)."""
     return {
-        "address": str(out.address),
+        "address": address_text(out.address),
         "datum": None,
         "datumhash": None,
         "inlineDatum": None,

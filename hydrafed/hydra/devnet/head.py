@@ -77,12 +77,16 @@ class NodeLog:
             if self.history:
                 self.next_seq = int(self.history[-1]["seq"]) + 1
 
-    def append(self, payload: JSON, fh: Any) -> None:
-        msg = {**payload, "seq": self.next_seq, "timestamp": now_iso()}
+    def append(self, payload: JSON, body: str, fh: Any) -> None:
+        """Stamp seq and timestamp onto a payload serialised once for all nodes, persist, send."""
+        seq, stamp = self.next_seq, now_iso()
         self.next_seq += 1
+        msg = {**payload, "seq": seq, "timestamp": stamp}
+        text = f'{body[:-1]}, "seq": {seq}, "timestamp": "{stamp}"}}'
         self.history.append(msg)
-        fh.write(json.dumps(msg) + "\n")
-        self.broadcast(msg)
+        fh.write(text + "\n")
+        for sink in list(self.sinks):
+            sink(msg, text)
 
     def broadcast(self, msg: JSON) -> None:
         text = json.dumps(msg)
@@ -113,6 +117,7 @@ class Head:
         self.head_id: str | None = None
         self.ever_opened = False
         self.utxo: utxo_mod.UTxO = {}
+        self._utxo_json: dict[str, JSON] = {}  # JSON mirror of self.utxo, kept in step
         self.l1: utxo_mod.UTxO = {}
         self.snapshot_number = 0
         self.version = 0
@@ -171,21 +176,25 @@ class Head:
     # ------------------------------------------------------------------ event log
     def emit(self, payload: JSON) -> None:
         """A timed output on every node."""
-        self._replay(payload)
+        self._replay(payload, live=True)
+        body = json.dumps(payload)
         for node, fh in zip(self.nodes, self._files, strict=True):
-            node.append(payload, fh)
+            node.append(payload, body, fh)
 
-    def _replay(self, msg: JSON) -> None:
+    def _replay(self, msg: JSON, live: bool = False) -> None:
         """Apply one timed output to the head state (live and on restart)."""
         tag = msg.get("tag")
         if tag == "HeadIsOpen":
             self.status, self.head_id, self.ever_opened = "Open", msg["headId"], True
             self.utxo, self.snapshot_number, self.version, self.last_snapshot = {}, 0, 0, None
+            self._utxo_json = {}
         elif tag == "SnapshotConfirmed":
             snap = msg["snapshot"]
             self.snapshot_number = snap["number"]
             self.version = snap["version"]
-            self.utxo = utxo_mod.utxo_from_json(snap["utxo"])
+            if not live:  # live, self.utxo already is this snapshot's UTxO
+                self.utxo = utxo_mod.utxo_from_json(snap["utxo"])
+                self._utxo_json = dict(snap["utxo"])
             self.last_snapshot = msg
         elif tag == "CommitRecorded":
             self.deposits[msg["pendingDeposit"]] = {
@@ -200,6 +209,7 @@ class Head:
             dep = self.deposits.pop(msg["depositTxId"], None)
             if dep is not None:
                 self.utxo.update(utxo_mod.utxo_from_json(dep["utxo"]))
+                self._utxo_json.update(dep["utxo"])
                 self.version += 1
         elif tag == "HeadIsClosed":
             self.status = "Closed"
@@ -241,7 +251,7 @@ class Head:
                 else {"tag": "NoSeenSnapshot"}
             )
             common["coordinatedHeadState"] = {
-                "localUTxO": utxo_mod.utxo_to_json(self.utxo),
+                "localUTxO": self.utxo_json(),
                 "localTxs": list(self.pending_txs),
                 "allTxs": {},
                 "confirmedSnapshot": self.confirmed_snapshot(),
@@ -269,7 +279,7 @@ class Head:
         }
 
     def utxo_json(self) -> JSON:
-        return utxo_mod.utxo_to_json(self.utxo)
+        return {key: self._utxo_json[key] for key in sorted(self._utxo_json)}
 
     def env(self, i: int) -> JSON:
         parties = self.config.parties
@@ -369,6 +379,9 @@ class Head:
             )
             return False, str(exc)
         ledger.apply_tx(self.utxo, valid)
+        for key in valid.spent:
+            del self._utxo_json[key]
+        self._utxo_json.update({key: utxo_mod.txout_to_json(out) for key, out in valid.produced.items()})
         self.pending_txs.append(valid.envelope())
         self.emit({"tag": "TxValid", "headId": self.head_id, "transactionId": valid.tx_id})
         if not self._snapshot_scheduled:
@@ -378,7 +391,7 @@ class Head:
 
     def _sign_snapshot(self, snapshot: JSON) -> JSON:
         """Every party's Hydra key signs the snapshot (a devnet-specific message: hash of its JSON)."""
-        message = blake2b256(json.dumps(snapshot, sort_keys=True).encode())
+        message = blake2b256(json.dumps(snapshot).encode())
         return {
             "multiSignature": [bytes(p.hydra_signing_key.sign(message)).hex() for p in self.config.parties]
         }
