@@ -39,6 +39,9 @@ def test_versions_are_stamped_truthfully(k8s_cluster: Cluster, kube: KubeClient)
     helm = subprocess.run(
         [str(k8s_cluster.bin_dir / "helm"), "version", "--short"], capture_output=True, text=True, check=True
     )
+    kwok = subprocess.run(
+        [str(k8s_cluster.bin_dir / "kwok"), "--version"], capture_output=True, text=True, check=True
+    )
     etcd = subprocess.run(
         [str(k8s_cluster.bin_dir / "etcd"), "--version"], capture_output=True, text=True, check=True
     )
@@ -47,6 +50,7 @@ def test_versions_are_stamped_truthfully(k8s_cluster: Cluster, kube: KubeClient)
     assert server["gitVersion"] == versions["kubernetes"]
     assert server["major"] == "1" and server["minor"] == versions["kubernetes"].split(".")[1]
     assert helm.stdout.startswith(versions["helm"])
+    assert f"kwok version {versions['kwok']}" in kwok.stdout
     assert f"etcd Version: {versions['etcd'].removeprefix('v')}" in etcd.stdout
 
 
