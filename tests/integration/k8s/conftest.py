@@ -37,7 +37,7 @@ def crds_installed(kube: KubeClient) -> list[str]:
 
 def _established(kube: KubeClient, name: str) -> bool:
     obj = kube.get(f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}")
-    conditions = obj.get("status", {}).get("conditions", [])
+    conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
 
 

@@ -159,6 +159,6 @@ def _if(obj: dict[str, Any], **status: Any) -> dict[str, Any] | None:
 
 
 def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
-    conditions = pod.get("status", {}).get("conditions", [])
+    conditions = (pod.get("status") or {}).get("conditions") or []
     hit = any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions)
     return pod if hit else None
