@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fixtures.cluster import Cluster
+from tests.fixtures.cluster import BIN_DIR, BINARIES, Cluster, ControlPlane, StartupError
 from tests.fixtures.kube import KubeClient
 
 pytestmark = pytest.mark.integration
@@ -162,3 +163,23 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
     conditions = (pod.get("status") or {}).get("conditions") or []
     hit = any(c["type"] == "PodScheduled" and c.get("reason") == "Unschedulable" for c in conditions)
     return pod if hit else None
+
+
+def test_a_component_that_dies_fails_startup_with_its_log_and_cleans_up(tmp_path: Path) -> None:
+    # Prepare: the real binaries, except a kube-apiserver that exits at once
+    for name in BINARIES:
+        (tmp_path / name).symlink_to((BIN_DIR / name).resolve())
+    (tmp_path / "kube-apiserver").unlink()
+    (tmp_path / "kube-apiserver").write_text("#!/bin/sh\necho 'flag provided but not defined' >&2\nexit 3\n")
+    (tmp_path / "kube-apiserver").chmod(0o755)
+    plane = ControlPlane(bin_dir=tmp_path)
+
+    # Execute
+    with pytest.raises(StartupError) as caught, plane:
+        pass
+
+    # Assert: the message says which component, how, and shows its log; nothing is left behind
+    assert "kube-apiserver exited with 3" in str(caught.value)
+    assert "flag provided but not defined" in str(caught.value)
+    assert not plane.workdir.exists()
+    assert plane._procs == []
