@@ -97,3 +97,24 @@ def test_min_lovelace_matches_the_cost_per_byte_rule(alice: keys.PartyKeys) -> N
     assert ledger.min_lovelace(out, PARAMS) == (160 + len(out.to_cbor())) * 4310
     # An enterprise address (no stake part) needs about 0.85 ADA; base addresses about 0.97.
     assert 800_000 < ledger.min_lovelace(out, PARAMS) < 1_000_000
+
+
+def test_minting_is_refused(alice: keys.PartyKeys, bob: keys.PartyKeys) -> None:
+    body = pycardano.TransactionBody(
+        inputs=[pycardano.TransactionInput.from_primitive([bytes.fromhex("22" * 32), 1])],
+        outputs=[pycardano.TransactionOutput(bob.address(), 10_000_000)],
+        fee=0,
+        mint=pycardano.MultiAsset.from_primitive({b"\x01" * 28: {b"tok": 1}}),
+    )
+    witness = pycardano.VerificationKeyWitness(
+        alice.payment_verification_key, alice.payment_signing_key.sign(body.hash())
+    )
+    tx = pycardano.Transaction(body, pycardano.TransactionWitnessSet(vkey_witnesses=[witness]))
+    with pytest.raises(ledger.LedgerRuleError, match="mint is not supported"):
+        ledger.validate_tx(tx.to_cbor_hex(), _utxo(alice), PARAMS, NET)
+
+
+def test_garbage_cbor_is_a_decoder_failure(alice: keys.PartyKeys) -> None:
+    for bad in ("zz", "", "a0", "8400"):
+        with pytest.raises(ledger.LedgerRuleError, match="DecoderFailure"):
+            ledger.validate_tx(bad, _utxo(alice), PARAMS, NET)
