@@ -96,6 +96,10 @@ def devnet(
     funds_per_party: Annotated[
         int, typer.Option("--funds-per-party", help="L1 lovelace each party starts with.")
     ] = 100_000_000,
+    open_head: Annotated[
+        bool,
+        typer.Option("--open", help="Open the head at start with every party's funds in it (offline mode)."),
+    ] = False,
     deposit_activation: Annotated[
         float, typer.Option("--deposit-activation", help="Seconds before a deposit counts.")
     ] = 1.0,
@@ -117,6 +121,7 @@ def devnet(
         contestation_period=contestation_period,
         deposit_activation=deposit_activation,
         funds_per_party=funds_per_party,
+        open_head=open_head,
     )
 
     async def run() -> None:

@@ -132,6 +132,7 @@ class Head:
         self._files: list[Any] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_scheduled = False
+        self._settled: asyncio.Event | None = None
         self.started_at = dt.datetime.now(dt.UTC)
 
     # ------------------------------------------------------------------ lifecycle
@@ -207,6 +208,8 @@ class Head:
                 self.deposits[msg["depositTxId"]]["activated"] = True
         elif tag == "CommitFinalized":
             dep = self.deposits.pop(msg["depositTxId"], None)
+            if not self.deposits and self._settled is not None:
+                self._settled.set()
             if dep is not None:
                 self.utxo.update(utxo_mod.utxo_from_json(dep["utxo"]))
                 self._utxo_json.update(dep["utxo"])
@@ -476,28 +479,49 @@ class Head:
         if not isinstance(cbor_hex, str):
             raise ledger.LedgerRuleError("DecoderFailure: cborHex is missing")
         valid = ledger.validate_tx(cbor_hex, self.l1, self.params, self.config.network)
-        deposit = self.drafted_deposits.pop(valid.tx_id, None)
+        deposit = self.drafted_deposits.get(valid.tx_id)
+        if deposit is not None and self.status != "Open":
+            raise ledger.LedgerRuleError("Head is not open")  # refused before any L1 output is spent
+        self.drafted_deposits.pop(valid.tx_id, None)
         for key in valid.spent:
             del self.l1[key]
         if deposit is None:
             self.l1.update(valid.produced)
         self._save_l1()
         if deposit is not None:
-            if self.status != "Open":
-                raise ledger.LedgerRuleError("Head is not open")
-            period = self.config.deposit_activation + 2 * self.config.deposit_period
-            deadline = now_iso(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=period))
-            self.emit(
-                {
-                    "tag": "CommitRecorded",
-                    "headId": self.head_id,
-                    "utxoToCommit": deposit,
-                    "pendingDeposit": valid.tx_id,
-                    "deadline": deadline,
-                }
-            )
-            self._schedule_deposit(valid.tx_id, activated=False)
+            self._record_deposit(valid.tx_id, deposit)
         return valid.tx_id
+
+    def _record_deposit(self, tx_id: str, deposit: JSON) -> None:
+        """A deposit was observed on L1: CommitRecorded now, activation after the configured delay."""
+        period = self.config.deposit_activation + 2 * self.config.deposit_period
+        deadline = now_iso(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=period))
+        self.emit(
+            {
+                "tag": "CommitRecorded",
+                "headId": self.head_id,
+                "utxoToCommit": deposit,
+                "pendingDeposit": tx_id,
+                "deadline": deadline,
+            }
+        )
+        self._schedule_deposit(tx_id, activated=False)
+
+    async def wait_deposits_settled(self) -> None:
+        """Return once no deposit is pending."""
+        if self.deposits:
+            self._settled = asyncio.Event()
+            await self._settled.wait()
+
+    def open_with_l1_funds(self) -> None:
+        """Offline-mode start: Init, then every L1 output enters the head as one simulated deposit."""
+        self.init()
+        deposit = utxo_mod.utxo_to_json(self.l1)
+        self.l1.clear()
+        self._save_l1()
+        if deposit:
+            tx_id = blake2b256(("hydrafed-devnet-initial-utxo:" + ",".join(sorted(deposit))).encode()).hex()
+            self._record_deposit(tx_id, deposit)
 
     def _schedule_deposit(self, tx_id: str, activated: bool) -> None:
         delay = 0.0 if activated else self.config.deposit_activation

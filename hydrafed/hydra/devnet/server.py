@@ -33,7 +33,12 @@ DEFAULT_FUNDS = 100_000_000
 
 
 class Devnet:
-    """N emulated hydra-nodes sharing one head, state kept in ``state_dir``."""
+    """N emulated hydra-nodes sharing one head, state kept in ``state_dir``.
+
+    With ``open_head=True`` a fresh devnet opens the head at start and brings every party's
+    funds in (like hydra-node's offline mode with an initial UTxO); ``start()`` returns once
+    they are committed. Otherwise a party sends Init and commits with funding.commit_funds.
+    """
 
     def __init__(
         self,
@@ -48,6 +53,7 @@ class Devnet:
         funds_per_party: int = DEFAULT_FUNDS,
         network: keys_mod.NetworkName = "testnet",
         protocol_parameters: dict[str, Any] | None = None,
+        open_head: bool = False,
     ) -> None:
         names = [f"party{i}" for i in range(parties)] if isinstance(parties, int) else list(parties)
         if not names:
@@ -71,6 +77,7 @@ class Devnet:
         self._cp, self._da, self._dp = contestation_period, deposit_activation, deposit_period
         self._pp = protocol_parameters or dict(head_mod.DEFAULT_PROTOCOL_PARAMETERS)
         self.head: head_mod.Head | None = None
+        self.open_head = open_head
         self._runners: list[web.AppRunner] = []
 
     # ------------------------------------------------------------------ state dir
@@ -145,6 +152,10 @@ class Devnet:
             await self.stop()
             raise
         self.head.resume_timers()
+        if fresh and self.open_head:
+            # Like hydra-node's offline mode: the head opens at start with the initial funds.
+            self.head.open_with_l1_funds()
+            await self.head.wait_deposits_settled()
         self._write_manifest(parties)
 
     async def _serve(self, index: int) -> None:
