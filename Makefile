@@ -47,7 +47,7 @@ cluster-up: venv cluster
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	MYPY=$(BIN)/mypy ./scripts/typecheck.sh
 
 ## test: everything CI runs: lint, then unit, integration and e2e tests
 test: venv data cluster lint
