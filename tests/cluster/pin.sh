@@ -27,7 +27,7 @@ pin_kube() {
     go mod edit -replace="${m}=${m}@${staging_version}"
   done
   go mod edit -require="k8s.io/kubernetes@${K8S_VERSION}"
-  for t in kube-apiserver kube-controller-manager kube-scheduler; do
+  for t in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
     go mod edit -tool="k8s.io/kubernetes/cmd/$t"
   done
   go mod tidy

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,11 @@ def test_versions_are_stamped_truthfully(k8s_cluster: Cluster, kube: KubeClient)
         [str(k8s_cluster.bin_dir / "etcd"), "--version"], capture_output=True, text=True, check=True
     )
 
+    client = json.loads(k8s_cluster.kubectl("version", "--client", "-o", "json").stdout)
+
     # Assert
     assert server["gitVersion"] == versions["kubernetes"]
+    assert client["clientVersion"]["gitVersion"] == versions["kubernetes"]
     assert server["major"] == "1" and server["minor"] == versions["kubernetes"].split(".")[1]
     assert helm.stdout.startswith(versions["helm"])
     assert f"kwok version {versions['kwok']}" in kwok.stdout

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from hydrafed import spec
 from tests.conftest import REPO_ROOT
+from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import ApiError, KubeClient, load_yaml_documents, object_path
 from tests.integration.k8s import cases, samples
 
@@ -188,3 +189,20 @@ def test_printer_columns_show_phase_round_parties_age(
 
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+def test_kubectl_explains_fields_and_prints_wide_columns(
+    k8s_cluster: Cluster, crds_installed: list[str], namespace: str
+) -> None:
+    # Prepare
+    k8s_cluster.kubectl("apply", "-n", namespace, "-f", str(REPO_ROOT / "examples" / "federation.yaml"))
+
+    # Execute
+    explained = k8s_cluster.kubectl("explain", "federation.spec.training.rounds")
+    listed = k8s_cluster.kubectl("get", "fed", "-n", namespace, "-o", "wide")
+
+    # Assert: descriptions reach users; short name and wide columns work
+    assert "Number of federated rounds." in explained.stdout
+    header = listed.stdout.splitlines()[0].split()
+    assert header[:5] == ["NAME", "PHASE", "ROUND", "PARTIES", "AGE"]
+    assert {"NETWORK", "HEAD", "SNAPSHOT"} <= set(header)
