@@ -1,11 +1,12 @@
 # One entry point for setting up, running and testing hydrafed on a fresh machine.
-# Every target installs what it needs; caches live under .cache/ (git-ignored).
+# Every target installs what it needs. Downloads and builds are cached outside the checkout
+# (CACHE, default ~/.cache/hydrafed), so a fresh clone on the same machine reuses them.
 
 SHELL := /bin/bash
 PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
-CACHE := $(CURDIR)/.cache
+CACHE ?= $(or $(HYDRAFED_CACHE),$(HOME)/.cache/hydrafed)
 EXTRAS := worker,qlora,operator,dev
 PARTIES ?= 3
 ROUNDS ?= 10
@@ -36,7 +37,7 @@ simulate: venv data
 
 ## cluster: kube-apiserver, etcd, controller-manager, scheduler, kwok and helm built from Go modules
 cluster:
-	$(MAKE) -C tests/cluster build
+	$(MAKE) -C tests/cluster build CACHE=$(CACHE)
 
 ## cluster-up: the test control plane on loopback (etcd, apiserver, controllers, scheduler, kwok
 ##   nodes); prints `export KUBECONFIG=...`; Ctrl-C stops it and removes its temp dir

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+CACHE_DIR = Path(os.environ.get("HYDRAFED_CACHE") or Path.home() / ".cache" / "hydrafed")
+"""Downloads and builds shared by every checkout on this machine (the Makefile's CACHE)."""
 
 
 @pytest.fixture(scope="session")

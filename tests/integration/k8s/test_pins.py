@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.conftest import CACHE_DIR, REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +27,7 @@ def test_kube_wrapper_replaces_every_v0_requirement_of_kubernetes() -> None:
     k8s = _versions()["K8S_VERSION"]
     env = {
         **os.environ,
-        "GOMODCACHE": str(REPO_ROOT / ".cache" / "gomod"),
+        "GOMODCACHE": str(CACHE_DIR / "gomod"),
         "GOFLAGS": "-mod=readonly",
         "GOPROXY": "off",
         "GOWORK": "off",
