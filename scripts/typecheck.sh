@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
-# mypy --strict over the whole hydrafed namespace, including operator/ and worker/.
+# mypy --strict over the whole hydrafed namespace, including worker/.
 #
-# mypy cannot follow setuptools' package-dir mapping (operator/ -> hydrafed.operator,
-# worker/ -> hydrafed.worker), so this builds a view of the installed layout out of symlinks
+# mypy cannot follow setuptools' package-dir mapping (worker/ -> hydrafed.worker), so this builds a view of the installed layout out of symlinks
 # and checks that instead. Error paths point into the view; the file names are the real ones.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,7 +10,6 @@ rm -rf "$view" && mkdir -p "$view/hydrafed"
 for entry in "$root"/hydrafed/*; do
   ln -s "$entry" "$view/hydrafed/$(basename "$entry")"
 done
-ln -s "$root/operator" "$view/hydrafed/operator"
 ln -s "$root/worker" "$view/hydrafed/worker"
 cd "$root"
 exec "${MYPY:-$root/.venv/bin/mypy}" --config-file "$root/pyproject.toml" "$view/hydrafed" "$@"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
 import sys
 import tomllib
 from pathlib import Path
@@ -13,7 +14,7 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
-PACKAGE_ROOTS = {"hydrafed": "hydrafed", "operator": "hydrafed.operator", "worker": "hydrafed.worker"}
+PACKAGE_ROOTS = {"hydrafed": "hydrafed", "worker": "hydrafed.worker"}
 
 
 def _declared_packages() -> set[str]:
@@ -40,7 +41,16 @@ def test_every_declared_package_imports() -> None:
         importlib.import_module(name)
 
 
-def test_operator_stays_the_standard_library_module() -> None:
-    import operator
+def test_nothing_in_the_repository_root_shadows_the_standard_library() -> None:
+    # Prepare: python run from the repository root puts it first on sys.path; -S skips site's .pth
+    # files, which would otherwise import the real modules first and hide a shadowing package.
+    stdlib = Path(sys.modules["os"].__file__).parent
+    probe = "import operator, sys; print(operator.__file__)"
 
-    assert Path(operator.__file__).parent == Path(sys.modules["os"].__file__).parent
+    # Execute
+    result = subprocess.run(
+        [sys.executable, "-S", "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    )
+
+    # Assert
+    assert Path(result.stdout.strip()).parent == stdlib
