@@ -19,7 +19,6 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("HYDRAFED_CACHE", REPO_ROOT / ".cache"))
 BENCH_VENV = REPO_ROOT / ".cache" / "bench-venv"
 FLOWER_REQUIREMENT = "flwr[simulation]==1.42.0"
 # Where bench-venv processes run: a bare interpreter started in the repository root would import
