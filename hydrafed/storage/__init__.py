@@ -1,0 +1,84 @@
+"""Update stores: where parties keep their model updates and how peers read them.
+
+``open_store`` gives a party its own read-write store from the Federation's StorageSpec;
+``open_shared`` turns a credential a peer shared into a read-only store; ``fetch_verified``
+downloads a peer's object and checks its announced sha256 before anyone reads it.
+Backends: local directories (the embedded default), s3 and storj.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from hydrafed import errors
+from hydrafed.spec import StorageBackend, StorageSpec
+from hydrafed.storage.base import ObjectInfo, UpdateStore, sha256_file, split_uri
+from hydrafed.storage.local import LocalStore, open_local_grant
+
+__all__ = [
+    "LocalStore",
+    "ObjectInfo",
+    "UpdateStore",
+    "fetch_verified",
+    "open_shared",
+    "open_store",
+    "sha256_file",
+    "split_uri",
+]
+
+
+def open_store(spec: StorageSpec, credentials: Mapping[str, str] | None = None) -> UpdateStore:
+    """The party's own read-write store for the configured backend."""
+    if spec.backend == StorageBackend.LOCAL:
+        if not spec.root:
+            raise errors.ConfigError("storage.root is required for the local backend: set it to a directory")
+        return LocalStore(Path(spec.root))
+    raise errors.ConfigError(
+        f"storage.backend {spec.backend.value!r} is not available in this build: use local"
+    )
+
+
+def open_shared(credential: str) -> UpdateStore:
+    """A read-only store from a credential that a peer produced with ``share``."""
+    try:
+        grant = json.loads(credential)
+    except json.JSONDecodeError:
+        grant = None
+    if not isinstance(grant, dict) or "kind" not in grant:
+        raise errors.ConfigError("unreadable read grant: expected the text that the peer's `share` produced")
+    if grant["kind"] == "local":
+        return open_local_grant(grant)
+    raise errors.ConfigError(
+        f"read grants of kind {grant['kind']!r} are not supported: use local, s3 or storj"
+    )
+
+
+def fetch_verified(store: UpdateStore, bucket: str, key: str, dest: Path, sha256: str) -> ObjectInfo:
+    """Download an object to dest only if its bytes hash to sha256; no partial file is left.
+
+    Raises
+    ------
+    IntegrityError
+        The downloaded bytes do not match the announced hash; dest is not created.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".fetch-")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        info = store.get(bucket, key, tmp)
+        actual = sha256_file(tmp)
+        if actual != sha256.lower():
+            raise errors.IntegrityError(
+                f"{bucket}/{key}: sha256 {actual} does not match the announced {sha256}; "
+                "the object was rejected"
+            )
+        tmp.replace(dest)
+        return info
+    finally:
+        tmp.unlink(missing_ok=True)

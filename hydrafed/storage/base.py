@@ -1,0 +1,82 @@
+"""The update-store contract every backend (local, s3, storj) fulfils.
+
+A party writes its updates to its own bucket and hands each peer a read-only credential for a
+prefix of it. Stores move bytes between files and the bucket in bounded memory; they know
+nothing of Hydra or training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+CHUNK_BYTES = 1 << 20
+"""Read/write granularity of streamed copies and hashing: memory stays bounded by this."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a store knows about one object."""
+
+    bucket: str
+    key: str
+    size: int
+
+
+class UpdateStore(Protocol):
+    """A bucket store; read-only stores raise AccessDeniedError on every write."""
+
+    def ensure_bucket(self, bucket: str) -> None:
+        """Create the bucket if it does not exist (idempotent)."""
+        ...
+
+    def put(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        """Upload a file, streamed; the object appears whole or not at all."""
+        ...
+
+    def get(
+        self, bucket: str, key: str, dest: Path, *, byte_range: tuple[int, int] | None = None
+    ) -> ObjectInfo:
+        """Download an object (or the inclusive byte range [start, end]) into dest, streamed."""
+        ...
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        """Size of an object; ObjectNotFoundError when it does not exist."""
+        ...
+
+    def list(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        """Objects whose key starts with prefix, sorted by key."""
+        ...
+
+    def delete(self, bucket: str, key: str) -> None:
+        """Remove an object; deleting a missing object is not an error."""
+        ...
+
+    def share(self, bucket: str, prefix: str, expiry: timedelta | None = None) -> str:
+        """A serialized credential that can only read objects under prefix, until expiry."""
+        ...
+
+    def uri(self, bucket: str, key: str) -> str:
+        """The object's address as announced to peers (local://, s3://, sj://)."""
+        ...
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """Split ``scheme://bucket/key`` into its parts."""
+    scheme, sep, rest = uri.partition("://")
+    bucket, slash, key = rest.partition("/")
+    if not sep or not slash or not bucket or not key:
+        raise ValueError(f"not an object URI (scheme://bucket/key): {uri!r}")
+    return scheme, bucket, key
