@@ -19,7 +19,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -671,3 +671,16 @@ class PartyStatus(StatusModel):
 def to_wire(model: BaseModel) -> dict[str, Any]:
     """The model as Kubernetes JSON (camelCase, RFC 3339 times, unset fields left out): a status patch."""
     return model.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+def describe_validation_error(exc: ValidationError, root: str = "spec") -> str:
+    """One line per problem, each naming the field path in camelCase and what is wrong.
+
+    Shared by the CLI and the operator so that users see the same words everywhere, e.g.
+    ``spec.training.rounds: Input should be greater than or equal to 1``.
+    """
+    lines = []
+    for error in exc.errors():
+        path = ".".join([root, *(str(part) for part in error["loc"])])
+        lines.append(f"{path}: {error['msg']}")
+    return "; ".join(lines)
