@@ -1,0 +1,358 @@
+"""One party's round loop: train, upload, announce, wait for the ledger, download, aggregate.
+
+The same code runs in a Kubernetes worker Job and in ``hydrafed simulate`` (one spawned process
+per party). It talks to training only through a ``LocalTask``, to the head only through its own
+node's ``HydraClient`` and to peers' objects only through read grants they shared. The round's
+members are what the confirmed ledger says (``hydrafed.rounds.RoundBook``), sorted by party, so
+every party aggregates the same updates and ends each round with bit-identical weights.
+
+Public API::
+
+    Member(name, address, key_hash, bucket, grant)
+    PartyConfig(fed, name, members, spec, api_url, keys_dir, work_dir)   # picklable
+    PartyWorker(config, task, *, progress=None).run() -> PartyResult     (async)
+    load_peer_update(store, entry, dest, reference) -> Update            # verify + safetensors load
+    state_sha256(tensors) -> str                                          # digest of a global state
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors.torch
+import torch
+from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
+from hydrafed.worker.task import LocalTask
+
+from hydrafed import errors
+from hydrafed import rounds as rounds_mod
+from hydrafed.hydra import client as client_mod
+from hydrafed.hydra import keys as keys_mod
+from hydrafed.hydra import tx as tx_mod
+from hydrafed.rounds import ConfirmedAnnouncement
+from hydrafed.spec import FederationSpec
+from hydrafed.storage import UpdateStore, fetch_verified, open_shared, open_store, sha256_file, split_uri
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[dict[str, Any]], None]
+
+#: The steps of one round, in order; report.json records seconds for each.
+PHASES = ("train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate")
+
+
+@dataclasses.dataclass(frozen=True)
+class Member:
+    """A federation member as every party knows it: public facts only."""
+
+    name: str
+    address: str
+    """L2 payment address; every announcement pays each peer here."""
+    key_hash: str
+    """Payment key hash (hex) that must have signed the member's announcements."""
+    bucket: str
+    grant: str
+    """Read credential the member shared for its round objects."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PartyConfig:
+    """What one party process needs; picklable so it crosses a spawn boundary."""
+
+    fed: str
+    name: str
+    members: tuple[Member, ...]
+    spec: FederationSpec
+    api_url: str
+    keys_dir: Path
+    work_dir: Path
+    network: keys_mod.NetworkName = "testnet"
+
+    def __post_init__(self) -> None:
+        names = [m.name for m in self.members]
+        if self.name not in names:
+            raise errors.ConfigError(f"party {self.name!r} is not among the members {names}")
+        if len(set(names)) != len(names):
+            raise errors.ConfigError(f"member names must be unique, got {names}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundReport:
+    """One party's view of one round: members, metrics after aggregation, seconds per phase."""
+
+    round: int
+    members: list[str]
+    metrics: dict[str, float]
+    train_metrics: dict[str, float]
+    timings: dict[str, float]
+    tx_id: str
+    sha256: str
+    global_sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PartyResult:
+    """What a party reports when its rounds are done."""
+
+    name: str
+    samples: int
+    rounds: list[RoundReport]
+    final_sha256: str
+    announcements: list[dict[str, Any]]
+    """Every counted announcement as this party's ledger saw it (round, party, txId, uri, sha256...)."""
+
+
+def state_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
+    """sha256 of the safetensors bytes of a state: equal digests mean bit-identical weights."""
+    data = safetensors.torch.save({k: tensors[k].contiguous() for k in sorted(tensors)})
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_peer_update(
+    store: UpdateStore, entry: ConfirmedAnnouncement, dest: Path, reference: Mapping[str, torch.Tensor]
+) -> tuple[Update, float, float]:
+    """Download an announced object, verify its sha256, load it as safetensors, check its tensors.
+
+    Returns the update and the seconds spent downloading and verifying. Raises IntegrityError on
+    a hash mismatch (nothing is loaded) and AggregationError when keys, shapes or dtypes differ
+    from ``reference`` (the local state).
+    """
+    ann = entry.announcement
+    _, bucket, key = split_uri(ann.uri)
+    started = time.perf_counter()
+    fetch_verified(store, bucket, key, dest, ann.sha256)
+    downloaded = time.perf_counter()
+    try:
+        tensors = safetensors.torch.load_file(str(dest))
+    except Exception as exc:  # safetensors raises its own error types for malformed files
+        raise errors.AggregationError(
+            f"{ann.party}'s round {ann.round} update is not valid safetensors: {exc}"
+        ) from exc
+    if set(tensors) != set(reference):
+        missing, extra = sorted(set(reference) - set(tensors)), sorted(set(tensors) - set(reference))
+        raise errors.AggregationError(
+            f"{ann.party}'s round {ann.round} update does not fit the model: "
+            f"missing {missing}, unexpected {extra}"
+        )
+    for name, value in tensors.items():
+        ref = reference[name]
+        if value.shape != ref.shape or value.dtype != ref.dtype:
+            raise errors.AggregationError(
+                f"{ann.party}'s tensor {name!r} is {value.dtype} {tuple(value.shape)}, "
+                f"expected {ref.dtype} {tuple(ref.shape)}"
+            )
+    verified = time.perf_counter()
+    return Update(ann.party, ann.samples, tensors), downloaded - started, verified - downloaded
+
+
+class PartyWorker:
+    """Runs the rounds of one party against its own hydra-node.
+
+    Parameters
+    ----------
+    config
+        Identity, peers, grants and the federation spec.
+    task
+        The model, shard and optimiser; the worker only calls the LocalTask protocol.
+    progress
+        Called with small dicts (``{"party", "round", "state", ...}``) as the round advances.
+    """
+
+    def __init__(self, config: PartyConfig, task: LocalTask, *, progress: Progress | None = None) -> None:
+        self.config = config
+        self.spec = config.spec
+        self.task = task
+        self.progress = progress or (lambda _msg: None)
+        self.keys = keys_mod.load_party_keys(Path(config.keys_dir), config.name)
+        self.store = open_store(self.spec.storage)
+        self.members = {m.name: m for m in config.members}
+        self.peer_stores = {m.name: open_shared(m.grant) for m in config.members if m.name != config.name}
+        self.spec_hash = rounds_mod.spec_hash(self.spec)
+        self.book = rounds_mod.RoundBook(
+            config.fed, self.spec_hash, {m.name: m.key_hash for m in config.members}
+        )
+        self.aggregator = get_aggregator(self.spec.training.aggregation)
+        self.work_dir = Path(config.work_dir)
+        self._book_changed = asyncio.Event()
+        self._samples = 0
+
+    def _report(self, round_no: int, state: str, **extra: Any) -> None:
+        self.progress({"party": self.config.name, "round": round_no, "state": state, **extra})
+
+    async def run(self) -> PartyResult:
+        """All rounds of the spec; raises on the first error (the round never goes on without it)."""
+        records: list[RoundReport] = []
+        async with client_mod.HydraClient(self.config.api_url) as client:
+            follower = asyncio.create_task(self._follow(client))
+            try:
+                params = await client.get_protocol_parameters()
+                agg_state: dict[str, torch.Tensor] | None = None
+                for round_no in range(1, self.spec.training.rounds + 1):
+                    record, agg_state = await self._round(client, params, round_no, agg_state)
+                    records.append(record)
+            finally:
+                follower.cancel()
+        final = records[-1].global_sha256 if records else state_sha256(self.task.exchanged_state())
+        self._report(len(records), "done", final_sha256=final)
+        return PartyResult(self.config.name, self._samples, records, final, self._ledger())
+
+    def _ledger(self) -> list[dict[str, Any]]:
+        """The counted announcements in round, then party order."""
+        rows = []
+        for round_no in sorted(self.book.rounds):
+            for entry in self.book.round_announcements(round_no):
+                ann = entry.announcement
+                rows.append(
+                    {
+                        "round": ann.round,
+                        "party": ann.party,
+                        "txId": entry.tx_id,
+                        "snapshot": entry.snapshot,
+                        "uri": ann.uri,
+                        "sha256": ann.sha256,
+                        "samples": ann.samples,
+                        "metrics": dict(ann.metrics),
+                    }
+                )
+        return rows
+
+    async def _follow(self, client: client_mod.HydraClient) -> None:
+        async for output in client.subscribe(0):
+            if self.book.observe(output):
+                self._book_changed.set()
+
+    async def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
+        timeout = float(self.spec.round_policy.timeout_seconds)
+        deadline = time.monotonic() + timeout
+        while not condition():
+            self._book_changed.clear()
+            if condition():
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise errors.HeadError(f"{self.config.name}: {what} not confirmed within {timeout:.0f}s")
+            try:
+                await asyncio.wait_for(self._book_changed.wait(), remaining)
+            except TimeoutError:
+                continue
+
+    async def _round(
+        self,
+        client: client_mod.HydraClient,
+        params: dict[str, Any],
+        round_no: int,
+        agg_state: dict[str, torch.Tensor] | None,
+    ) -> tuple[RoundReport, dict[str, torch.Tensor]]:
+        name = self.config.name
+        timings: dict[str, float] = {}
+        round_dir = self.work_dir / f"round-{round_no}"
+        round_dir.mkdir(parents=True, exist_ok=True)
+
+        self._report(round_no, "training")
+        started = time.perf_counter()
+        result = await asyncio.to_thread(self.task.train_round, round_no)
+        timings["train"] = time.perf_counter() - started
+        self._samples = result.samples
+
+        self._report(round_no, "uploading")
+        started = time.perf_counter()
+        local_state = self.task.exchanged_state()
+        path = round_dir / f"{name}.safetensors"
+        safetensors.torch.save_file(local_state, str(path))
+        digest = sha256_file(path)
+        timings["serialize"] = time.perf_counter() - started
+        started = time.perf_counter()
+        key = f"{self.config.fed}/rounds/{round_no}/{name}.safetensors"
+        bucket = self.members[name].bucket
+        self.store.put(bucket, key, path)
+        timings["upload"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        announcement = tx_mod.Announcement(
+            fed=self.config.fed,
+            round=round_no,
+            party=name,
+            uri=self.store.uri(bucket, key),
+            sha256=digest,
+            samples=result.samples,
+            metrics=metrics,
+            spec_hash=self.spec_hash,
+        )
+        utxo = await client.get_snapshot_utxo()
+        peers = [m.address for m in sorted(self.config.members, key=lambda m: m.name) if m.name != name]
+        envelope = tx_mod.build_announcement_tx(
+            announcement,
+            keys=self.keys,
+            utxo=utxo,
+            peer_addresses=peers,
+            lovelace_per_peer=self.spec.head.announce_lovelace,
+            protocol_parameters=params,
+            network=self.config.network,
+            label=self.spec.head.metadata_label,
+        )
+        await client.submit_transaction(envelope)
+        await self._wait_until(
+            lambda: name in self.book.announced(round_no), f"round {round_no} announcement"
+        )
+        timings["announce"] = time.perf_counter() - started
+        self._report(round_no, "waiting", txId=envelope["txId"])
+
+        started = time.perf_counter()
+        await self._wait_until(lambda: self.book.is_complete(round_no), f"round {round_no} membership")
+        timings["wait"] = time.perf_counter() - started
+
+        self._report(round_no, "aggregating")
+        entries = self.book.round_announcements(round_no)
+        updates: list[Update] = []
+        timings["download"] = timings["verify"] = 0.0
+        for entry in entries:
+            party = entry.announcement.party
+            if party == name:
+                if entry.announcement.sha256 != digest:
+                    raise errors.IntegrityError(
+                        f"the ledger holds another hash for {name}'s own round {round_no} update"
+                    )
+                updates.append(Update(name, result.samples, local_state))
+                continue
+            store = self.peer_stores.get(party)
+            if store is None:
+                raise errors.ConfigError(f"no read grant from {party}: ask {party} to share its bucket")
+            update, download_s, verify_s = await asyncio.to_thread(
+                load_peer_update, store, entry, round_dir / "peers" / f"{party}.safetensors", local_state
+            )
+            timings["download"] += download_s
+            timings["verify"] += verify_s
+            updates.append(update)
+
+        started = time.perf_counter()
+        aggregated: AggregationResult = self.aggregator.aggregate(
+            updates, current=local_state, state=agg_state
+        )
+        self.task.load_exchanged_state(aggregated.tensors)
+        global_digest = state_sha256(aggregated.tensors)
+        timings["aggregate"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        evaluation = await asyncio.to_thread(self.task.evaluate)
+        timings["evaluate"] = time.perf_counter() - started
+        own = self.book.rounds[round_no][name]
+        self._report(round_no, "aggregated", metrics=dict(evaluation), timings=dict(timings))
+        record = RoundReport(
+            round=round_no,
+            members=[e.announcement.party for e in entries],
+            metrics=dict(evaluation),
+            train_metrics=metrics,
+            timings=timings,
+            tx_id=own.tx_id,
+            sha256=digest,
+            global_sha256=global_digest,
+        )
+        return record, aggregated.state
