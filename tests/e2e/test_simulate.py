@@ -129,6 +129,6 @@ def test_bad_input_names_the_choices(tmp_path: Path, args: list[str], expected: 
 def test_missing_data_names_the_setup_command(tmp_path: Path) -> None:
     spec = FederationSpec(training=TrainingSpec(rounds=1, local_epochs=1))
     options = sim.SimulateOptions(parties=2, out=tmp_path / "out", cache=tmp_path / "empty-cache")
-    with pytest.raises(errors.ConfigError, match="make data|data fetch"):
+    with pytest.raises(errors.ConfigError, match=r"make data|data fetch"):
         sim.run_simulation(spec, options, Console(record=True))
     assert not (tmp_path / "out").exists()

@@ -1,0 +1,160 @@
+"""The simulate report: report.json (schema in docs/simulate.md), accuracy.png and ledger.json."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hydrafed.worker.party import PHASES, PartyResult
+from rich.console import Console
+from rich.table import Table
+
+from hydrafed.spec import FederationSpec
+
+SCHEMA = "hydrafed.simulate/v1"
+
+
+def build_report(
+    *,
+    spec: FederationSpec,
+    options: Mapping[str, Any],
+    spec_digest: str,
+    head_id: str,
+    results: Mapping[str, PartyResult],
+    local_only: Mapping[str, list[float]],
+    centralized: list[float],
+    fanout: Mapping[str, Any],
+    timings: Mapping[str, float],
+) -> dict[str, Any]:
+    """Everything a reader needs to judge the run, as plain JSON data."""
+    parties = []
+    for name, result in results.items():
+        federated = [r.metrics["accuracy"] for r in result.rounds]
+        local = list(local_only.get(name, []))
+        parties.append(
+            {
+                "name": name,
+                "samples": result.samples,
+                "federatedAccuracy": federated,
+                "localOnlyAccuracy": local,
+                "final": {
+                    "federated": federated[-1] if federated else None,
+                    "localOnly": local[-1] if local else None,
+                    "gain": (federated[-1] - local[-1]) if federated and local else None,
+                },
+                "finalWeightsSha256": result.final_sha256,
+            }
+        )
+    per_round = []
+    for index in range(spec.training.rounds):
+        per_round.append(
+            {
+                "round": index + 1,
+                "parties": {
+                    name: {phase: result.rounds[index].timings.get(phase, 0.0) for phase in PHASES}
+                    for name, result in results.items()
+                    if index < len(result.rounds)
+                },
+            }
+        )
+    train_seconds = sum(r.timings.get("train", 0.0) for res in results.values() for r in res.rounds)
+    return {
+        "schema": SCHEMA,
+        "config": {
+            **dict(options),
+            "specHash": spec_digest,
+            "training": spec.training.model_dump(mode="json", by_alias=True),
+            "head": spec.head.model_dump(mode="json", by_alias=True),
+        },
+        "head": {"headId": head_id, "finalizedOutputs": len(fanout.get("finalizedUTxO", {}))},
+        "parties": parties,
+        "centralizedAccuracy": list(centralized),
+        "identicalFinalWeights": len({r.final_sha256 for r in results.values()}) == 1,
+        "timings": {
+            **dict(timings),
+            "trainSecondsAllParties": train_seconds,
+            "perRound": per_round,
+        },
+    }
+
+
+def write_outputs(report: Mapping[str, Any], results: Mapping[str, PartyResult], out: Path) -> None:
+    """report.json, ledger.json (the confirmed announcements, as party 1 saw them) and the plot."""
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    first = next(iter(results.values()))
+    (out / "ledger.json").write_text(json.dumps(first.announcements, indent=2) + "\n")
+    plot_accuracy(report, out / "accuracy.png")
+
+
+def plot_accuracy(report: Mapping[str, Any], path: Path) -> None:
+    """Per-party federated curves (solid), local-only (dashed, same colour), centralized (black)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    colours = plt.get_cmap("tab10")
+    for index, party in enumerate(report["parties"]):
+        colour = colours(index % 10)
+        rounds = range(1, len(party["federatedAccuracy"]) + 1)
+        ax.plot(
+            rounds,
+            [100 * a for a in party["federatedAccuracy"]],
+            color=colour,
+            label=f"{party['name']} federated",
+        )
+        if party["localOnlyAccuracy"]:
+            ax.plot(
+                rounds, [100 * a for a in party["localOnlyAccuracy"]], color=colour, linestyle="--", alpha=0.7
+            )
+    if report["centralizedAccuracy"]:
+        rounds = range(1, len(report["centralizedAccuracy"]) + 1)
+        ax.plot(
+            rounds,
+            [100 * a for a in report["centralizedAccuracy"]],
+            color="black",
+            linestyle="--",
+            label="centralized (pooled data)",
+        )
+    ax.set_xlabel("round")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"hydrafed simulate: {len(report['parties'])} parties (dashed: local-only)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def print_table(report: Mapping[str, Any], console: Console) -> None:
+    """party, samples, local-only, federated, gain; then the centralized line."""
+    table = Table(title="hydrafed simulate: final test accuracy")
+    for column in ("party", "samples", "local-only", "federated", "gain"):
+        table.add_column(column, justify="left" if column == "party" else "right")
+
+    def pct(value: float | None) -> str:
+        return "-" if value is None else f"{100 * value:.2f}%"
+
+    for party in report["parties"]:
+        final = party["final"]
+        gain = final["gain"]
+        table.add_row(
+            party["name"],
+            str(party["samples"]),
+            pct(final["localOnly"]),
+            pct(final["federated"]),
+            "-" if gain is None else f"{100 * gain:+.2f}",
+        )
+    console.print(table)
+    if report["centralizedAccuracy"]:
+        console.print(f"centralized (all data pooled, same budget): {pct(report['centralizedAccuracy'][-1])}")
+    timings = report["timings"]
+    console.print(
+        f"wall {timings['wallSeconds']:.1f}s: federation {timings['federationSeconds']:.1f}s "
+        f"(local training {timings['trainSecondsAllParties']:.1f}s summed over parties), "
+        f"baselines {timings['baselinesSeconds']:.1f}s; "
+        f"identical final weights: {report['identicalFinalWeights']}"
+    )

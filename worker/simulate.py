@@ -1,0 +1,342 @@
+"""``hydrafed simulate``: a whole federation on one machine, with the production code paths.
+
+The parent process starts the devnet (N emulated hydra-nodes) and one local bucket per party,
+opens and funds the head through ``HeadController``, then runs N ``PartyWorker`` processes
+(multiprocessing spawn, one torch thread each) that train, upload, announce, wait for the
+confirmed ledger, verify and aggregate exactly as they would on Kubernetes. Afterwards it trains
+the baselines (each party alone with the same budget, and all data pooled), closes the head
+(Close, contestation, Fanout) and writes the report. Everything is written to a hidden
+directory beside ``out`` and renamed into place at the end, so a failed run never leaves a
+directory that looks complete.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import queue as queue_mod
+import shutil
+import tempfile
+import time
+import traceback
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from hydrafed.worker import report as report_mod
+from hydrafed.worker.party import Member, PartyConfig, PartyResult, PartyWorker
+from hydrafed.worker.tasks import build_task
+from rich.console import Console
+
+from hydrafed import errors, storage
+from hydrafed.head import HeadController
+from hydrafed.hydra import client as client_mod
+from hydrafed.hydra import keys as keys_mod
+from hydrafed.hydra.devnet import Devnet, DevnetThread
+from hydrafed.rounds import spec_hash
+from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
+
+PAPER_PRESET = {"learning_rate": 0.5, "batch_size": 64, "local_epochs": 1, "momentum": 0.0}
+"""The source paper's table: plain SGD, lr 0.5, batch 64, one local epoch per round."""
+
+
+@dataclass(frozen=True)
+class SimulateOptions:
+    """How to run the federation (what to train is the FederationSpec)."""
+
+    parties: int
+    out: Path
+    api_port: int = 48100
+    fed: str = "simulate"
+    baselines: bool = True
+    contestation_period: float = 1.0
+    deposit_activation: float = 0.05
+    cache: Path | None = None
+
+
+def party_names(parties: int) -> list[str]:
+    """party-01 .. party-NN: sorted order equals index order."""
+    return [f"party-{i:02d}" for i in range(1, parties + 1)]
+
+
+def _party_process(
+    config: PartyConfig, party_index: int, parties: int, cache: Path | None, events: Any
+) -> None:
+    """Entry point of one party process (spawned): build the task, run the rounds, report."""
+    import torch
+
+    torch.set_num_threads(1)
+    try:
+        task = build_task(config.spec.training, party_index=party_index, parties=parties, cache=cache)
+        worker = PartyWorker(config, task, progress=events.put)
+        result = asyncio.run(worker.run())
+        events.put({"party": config.name, "state": "result", "result": asdict(result)})
+    except BaseException as exc:  # the parent must hear about every failure, then the process ends
+        events.put(
+            {
+                "party": config.name,
+                "state": "failed",
+                "error": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc(),
+            }
+        )
+        raise
+
+
+def _baseline_curve(spec: TrainingSpec, party_index: int, parties: int, cache: Path | None) -> list[float]:
+    """Test accuracy after each round of training alone (parties == 0: on all data pooled)."""
+    import torch
+
+    torch.set_num_threads(1)
+    task = build_task(spec, party_index=party_index, parties=parties, cache=cache)
+    curve = []
+    for round_no in range(1, spec.rounds + 1):
+        task.train_round(round_no)
+        curve.append(task.evaluate()["accuracy"])
+    return curve
+
+
+async def _open_head(urls: dict[str, str], keys: dict[str, keys_mod.PartyKeys]) -> str:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {n: await stack.enter_async_context(client_mod.HydraClient(u)) for n, u in urls.items()}
+        controller = HeadController(clients)
+        head_id = await controller.open()
+        await controller.fund(keys)
+        return head_id
+
+
+async def _close_head(urls: dict[str, str]) -> dict[str, Any]:
+    async with contextlib.AsyncExitStack() as stack:
+        clients = {n: await stack.enter_async_context(client_mod.HydraClient(u)) for n, u in urls.items()}
+        result = await HeadController(clients).close_and_fanout()
+        return {"headId": result.head_id, "finalizedUTxO": dict(result.finalized_utxo)}
+
+
+class _LiveView:
+    """Rich progress bars: one per party, with its state and latest accuracy."""
+
+    def __init__(self, names: list[str], rounds: int, console: Console) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("{task.fields[party]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[state]:<12} {task.fields[acc]}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks = {
+            n: self.progress.add_task(n, total=rounds, party=n, state="starting", acc="") for n in names
+        }
+
+    def update(self, event: dict[str, Any]) -> None:
+        task = self.tasks.get(str(event.get("party")))
+        if task is None:
+            return
+        state = str(event.get("state"))
+        fields: dict[str, Any] = {"state": state}
+        if state == "aggregated":
+            fields["completed"] = int(event["round"])
+            fields["acc"] = f"acc {100 * float(event['metrics']['accuracy']):.2f}%"
+        self.progress.update(task, **fields)
+
+
+def _collect(
+    processes: Sequence[multiprocessing.process.BaseProcess],
+    events: Any,
+    view: _LiveView,
+    names: list[str],
+) -> dict[str, PartyResult]:
+    """Relay progress until every party has reported its result; fail fast on any failure."""
+    results: dict[str, dict[str, Any]] = {}
+    while len(results) < len(names):
+        try:
+            event = events.get(timeout=0.5)
+        except queue_mod.Empty:
+            dead = [p for p in processes if not p.is_alive() and p.exitcode not in (0, None)]
+            if dead and len(results) < len(names):
+                try:
+                    event = events.get(timeout=2.0)
+                except queue_mod.Empty:
+                    raise errors.HydrafedError(
+                        f"a party process died (exit code {dead[0].exitcode}) without reporting"
+                    ) from None
+            else:
+                continue
+        if event.get("state") == "failed":
+            raise errors.HydrafedError(f"party {event['party']} failed: {event['error']}")
+        if event.get("state") == "result":
+            results[str(event["party"])] = event["result"]
+        view.update(event)
+    return {name: _party_result(results[name]) for name in names}
+
+
+def _party_result(raw: dict[str, Any]) -> PartyResult:
+    from hydrafed.worker.party import RoundReport
+
+    return PartyResult(
+        name=raw["name"],
+        samples=raw["samples"],
+        rounds=[RoundReport(**r) for r in raw["rounds"]],
+        final_sha256=raw["final_sha256"],
+        announcements=raw["announcements"],
+    )
+
+
+def run_simulation(
+    spec: FederationSpec, options: SimulateOptions, console: Console | None = None
+) -> dict[str, Any]:
+    """Run the federation and the baselines; write report.json, accuracy.png and ledger.json."""
+    console = console or Console()
+    started = time.perf_counter()
+    if options.parties < 1:
+        raise errors.ConfigError("--parties must be at least 1")
+    if options.parties > 29:
+        raise errors.ConfigError("--parties: a Hydra head holds at most 29 parties")
+    names = party_names(options.parties)
+    training = spec.training
+    # Fail before starting anything if the data is missing or the model unknown.
+    build_task(training, party_index=0, parties=options.parties, cache=options.cache)
+
+    out = options.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        report = _run_in(work, spec, options, names, console, started)
+        if out.exists():
+            shutil.rmtree(out)
+        work.rename(out)
+        report_mod.print_table(report, console)
+        console.print(
+            f"report: {out / 'report.json'}  plot: {out / 'accuracy.png'}  ledger: {out / 'ledger.json'}"
+        )
+        return report
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _run_in(
+    work: Path,
+    spec: FederationSpec,
+    options: SimulateOptions,
+    names: list[str],
+    console: Console,
+    started: float,
+) -> dict[str, Any]:
+    buckets = work / "buckets"
+    spec = spec.model_copy(update={"storage": StorageSpec(backend=StorageBackend.LOCAL, root=str(buckets))})
+    training = spec.training
+    owner = storage.open_store(spec.storage)
+    grants = {}
+    for name in names:
+        owner.ensure_bucket(name)
+        grants[name] = owner.share(
+            name, f"{options.fed}/rounds/", timedelta(hours=spec.storage.share_expiry_hours)
+        )
+
+    devnet = Devnet(
+        parties=names,
+        api_port=options.api_port,
+        state_dir=work / "devnet",
+        contestation_period=options.contestation_period,
+        deposit_activation=options.deposit_activation,
+        funds_per_party=max(spec.head.deposit_lovelace, 2 * spec.head.announce_lovelace * len(names)),
+    )
+    with DevnetThread(devnet) as net:
+        urls = dict(zip(names, net.urls, strict=True))
+        party_keys = {n: keys_mod.load_party_keys(work / "devnet" / "parties" / n, n) for n in names}
+        head_id = asyncio.run(_open_head(urls, party_keys))
+        setup_seconds = time.perf_counter() - started
+        members = tuple(
+            Member(
+                name=n,
+                address=str(party_keys[n].address()),
+                key_hash=party_keys[n].participant_id,
+                bucket=n,
+                grant=grants[n],
+            )
+            for n in names
+        )
+        configs = [
+            PartyConfig(
+                fed=options.fed,
+                name=n,
+                members=members,
+                spec=spec,
+                api_url=urls[n],
+                keys_dir=work / "devnet" / "parties" / n,
+                work_dir=work / "parties" / n,
+            )
+            for n in names
+        ]
+        context = multiprocessing.get_context("spawn")
+        events = context.Queue()
+        processes = [
+            context.Process(
+                target=_party_process,
+                args=(config, index, len(names), options.cache, events),
+                name=f"hydrafed-{config.name}",
+            )
+            for index, config in enumerate(configs)
+        ]
+        fed_started = time.perf_counter()
+        view = _LiveView(names, training.rounds, console)
+        try:
+            with view.progress:
+                for process in processes:
+                    process.start()
+                results = _collect(processes, events, view, names)
+        finally:
+            for process in processes:
+                process.join(timeout=10)
+                if process.is_alive():
+                    process.terminate()
+        federation_seconds = time.perf_counter() - fed_started
+
+        baselines_started = time.perf_counter()
+        local_only: dict[str, list[float]] = {}
+        centralized: list[float] = []
+        if options.baselines:
+            with console.status("training baselines: each party alone, and all data pooled"):
+                workers = max(1, min(os.cpu_count() or 1, len(names) + 1))
+                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                    local_futures = {
+                        n: pool.submit(_baseline_curve, training, i, len(names), options.cache)
+                        for i, n in enumerate(names)
+                    }
+                    central_future = pool.submit(_baseline_curve, training, 0, 0, options.cache)
+                    local_only = {n: f.result() for n, f in local_futures.items()}
+                    centralized = central_future.result()
+        baselines_seconds = time.perf_counter() - baselines_started
+
+        with console.status("closing the head: Close, contestation period, Fanout"):
+            fanout = asyncio.run(_close_head(urls))
+
+    for name in names:
+        shutil.rmtree(work / "parties" / name, ignore_errors=True)
+    report = report_mod.build_report(
+        spec=spec,
+        options={"parties": len(names), "fed": options.fed, "apiPort": options.api_port},
+        spec_digest=spec_hash(spec),
+        head_id=head_id,
+        results=results,
+        local_only=local_only,
+        centralized=centralized,
+        fanout=fanout,
+        timings={
+            "setupSeconds": setup_seconds,
+            "federationSeconds": federation_seconds,
+            "baselinesSeconds": baselines_seconds,
+            "wallSeconds": time.perf_counter() - started,
+        },
+    )
+    report_mod.write_outputs(report, results, work)
+    return report
