@@ -37,13 +37,17 @@ def open_store(spec: StorageSpec, credentials: Mapping[str, str] | None = None) 
         if not spec.root:
             raise errors.ConfigError("storage.root is required for the local backend: set it to a directory")
         return LocalStore(Path(spec.root))
-    raise errors.ConfigError(
-        f"storage.backend {spec.backend.value!r} is not available in this build: use local"
-    )
+    if spec.backend == StorageBackend.S3:
+        from hydrafed.storage.s3 import open_s3_store
+
+        return open_s3_store(spec.endpoint, spec.region, spec.path_style, credentials or {})
+    raise errors.ConfigError(f"storage.backend {spec.backend.value!r} is unknown: use local, s3 or storj")
 
 
 def open_shared(credential: str) -> UpdateStore:
     """A read-only store from a credential that a peer produced with ``share``."""
+    if not isinstance(credential, str) or not credential.strip():
+        raise errors.ConfigError("empty read grant: paste the text that the peer's `share` produced")
     try:
         grant = json.loads(credential)
     except json.JSONDecodeError:
@@ -52,6 +56,10 @@ def open_shared(credential: str) -> UpdateStore:
         raise errors.ConfigError("unreadable read grant: expected the text that the peer's `share` produced")
     if grant["kind"] == "local":
         return open_local_grant(grant)
+    if grant["kind"] == "s3":
+        from hydrafed.storage.s3 import open_s3_grant
+
+        return open_s3_grant(grant)
     raise errors.ConfigError(
         f"read grants of kind {grant['kind']!r} are not supported: use local, s3 or storj"
     )

@@ -24,6 +24,8 @@ class ObjectInfo:
     bucket: str
     key: str
     size: int
+    sha256: str | None = None
+    """Hex sha256 the store recorded at upload, when the backend keeps one (s3, storj)."""
 
 
 class UpdateStore(Protocol):

@@ -1,0 +1,340 @@
+"""S3 buckets through boto3: Storj's S3 gateway or any S3 server (tested on SeaweedFS).
+
+Uploads stream from the file with multipart above ``part_bytes``; downloads stream into a
+temporary file next to the destination and are renamed into place. botocore's "standard" retry
+mode retries only transient failures (5xx, throttling, dropped connections) with exponential
+backoff and jitter; a 403 or 404 is never retried. Every botocore failure becomes a typed
+hydrafed error.
+
+Sharing: S3 has no offline way to derive a restricted key, so the bucket owner issues read-only
+keys out of band (a SeaweedFS identity with ``Read:<bucket>``/``List:<bucket>``, or a Storj
+grant restricted with ``share`` and registered with Storj's auth service) and passes them in the
+credentials as ``readAccessKeyId``/``readSecretAccessKey``; ``share`` packs them with the bucket,
+prefix and expiry for the peer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+from boto3.exceptions import RetriesExceededError, S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
+
+from hydrafed import errors
+from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, sha256_file
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+
+SCHEME = "s3"
+SHA256_META = "sha256"
+"""User-metadata key under which ``put`` records the object's sha256 (x-amz-meta-sha256)."""
+
+PART_BYTES = 16 << 20
+"""Multipart part size; Storj's gateway prefers 64 MiB parts (one segment each)."""
+
+_T = TypeVar("_T")
+_NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
+_DENIED = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "AllAccessDisabled",
+    "ExpiredToken",
+    "InvalidToken",
+}
+_UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+
+
+class S3Store:
+    """One S3 endpoint and one set of keys; buckets are per party."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str | None,
+        access_key_id: str,
+        secret_access_key: str,
+        region: str = "us-east-1",
+        path_style: bool = True,
+        session_token: str | None = None,
+        read_access_key_id: str | None = None,
+        read_secret_access_key: str | None = None,
+        read_only: tuple[str, str] | None = None,
+        not_after: float | None = None,
+        part_bytes: int = PART_BYTES,
+        max_concurrency: int = 4,
+        max_attempts: int = 5,
+    ):
+        self.endpoint = endpoint
+        self.region = region
+        self.path_style = path_style
+        self._read_keys = (
+            (read_access_key_id, read_secret_access_key)
+            if read_access_key_id and read_secret_access_key
+            else None
+        )
+        self._read_only = read_only
+        self._not_after = not_after
+        config = Config(
+            region_name=region,
+            s3={"addressing_style": "path" if path_style else "virtual"},
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
+            connect_timeout=10,
+            read_timeout=60,
+            signature_version="s3v4",
+            # checksums only where the API requires them: SeaweedFS and Storj's gateway do not
+            # all speak the newer flexible checksums, and sha256 is checked end to end anyway
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        self._client: S3Client = boto3.session.Session().client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            aws_session_token=session_token,
+            config=config,
+        )
+        self._transfer = TransferConfig(
+            multipart_threshold=part_bytes,
+            multipart_chunksize=part_bytes,
+            max_concurrency=max_concurrency,
+            io_chunksize=CHUNK_BYTES,
+            max_io_queue=16,
+        )
+
+    @property
+    def client(self) -> S3Client:
+        """The underlying boto3 client (tests count its requests; benchmarks compare with it)."""
+        return self._client
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check_write(self) -> None:
+        if self._read_only is not None:
+            raise errors.AccessDeniedError("this credential is read-only: writes and deletes are refused")
+
+    def _check_read(self, bucket: str, key: str) -> None:
+        if self._not_after is not None and time.time() > self._not_after:
+            raise errors.AccessDeniedError(
+                "the shared credential has expired: ask the bucket owner for a new one"
+            )
+        if self._read_only is not None:
+            allowed_bucket, prefix = self._read_only
+            if bucket != allowed_bucket or not key.startswith(prefix):
+                raise errors.AccessDeniedError(
+                    f"the shared credential only reads {allowed_bucket}/{prefix}*, not {bucket}/{key}"
+                )
+
+    @contextmanager
+    def _mapped(self, what: str) -> Iterator[None]:
+        """Turn botocore failures into typed hydrafed errors that name the object."""
+        try:
+            yield
+        except ClientError as exc:
+            raise _map_client_error(exc, what) from exc
+        except (S3UploadFailedError, RetriesExceededError, TransferRetriesExceededError) as exc:
+            cause = exc.__cause__ or exc.__context__
+            if isinstance(cause, ClientError):
+                raise _map_client_error(cause, what) from exc
+            raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
+        except EndpointConnectionError as exc:
+            raise errors.UnavailableError(f"{what}: cannot reach S3 endpoint {self.endpoint}: {exc}") from exc
+        except BotoCoreError as exc:
+            raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
+
+    def _call(self, what: str, fn: Callable[[], _T]) -> _T:
+        with self._mapped(what):
+            return fn()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- UpdateStore ----------------------------------------------------------------------------
+    def ensure_bucket(self, bucket: str) -> None:
+        self._check_write()
+        try:
+            self._client.head_bucket(Bucket=bucket)
+            return
+        except ClientError as exc:
+            if _code(exc) not in _NOT_FOUND:
+                raise _map_client_error(exc, f"bucket {bucket}") from exc
+        except BotoCoreError as exc:
+            raise errors.UnavailableError(f"bucket {bucket}: S3 unreachable: {exc}") from exc
+        try:
+            self._client.create_bucket(Bucket=bucket)
+        except ClientError as exc:
+            if _code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+                raise _map_client_error(exc, f"create bucket {bucket}") from exc
+
+    def put(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        self._check_write()
+        path = Path(path)
+        digest = sha256_file(path)
+        size = path.stat().st_size
+        with self._mapped(f"put {bucket}/{key}"):
+            self._client.upload_file(
+                str(path),
+                bucket,
+                key,
+                ExtraArgs={"Metadata": {SHA256_META: digest}},
+                Config=self._transfer,
+            )
+        return ObjectInfo(bucket, key, size, sha256=digest)
+
+    def get(
+        self, bucket: str, key: str, dest: Path, *, byte_range: tuple[int, int] | None = None
+    ) -> ObjectInfo:
+        self._check_read(bucket, key)
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            if byte_range is not None:
+                info = self._get_range(bucket, key, tmp, byte_range)
+            else:
+                info = self.stat(bucket, key)
+                with self._mapped(f"get {bucket}/{key}"):
+                    self._client.download_file(bucket, key, str(tmp), Config=self._transfer)
+                if info.sha256 is not None and sha256_file(tmp) != info.sha256:
+                    raise errors.IntegrityError(
+                        f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at "
+                        "upload; the object is corrupt and was rejected"
+                    )
+            tmp.replace(dest)
+            return info
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _get_range(self, bucket: str, key: str, tmp: Path, byte_range: tuple[int, int]) -> ObjectInfo:
+        start, end = byte_range
+        if start < 0 or end < start:
+            raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
+        with self._mapped(f"get {bucket}/{key} bytes {start}-{end}"):
+            response = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+            total = int(str(response.get("ContentRange", "/0")).rpartition("/")[2] or 0)
+            body = response["Body"]
+            with tmp.open("wb") as out:
+                for chunk in body.iter_chunks(CHUNK_BYTES):
+                    out.write(chunk)
+        return ObjectInfo(bucket, key, total, sha256=response.get("Metadata", {}).get(SHA256_META))
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        self._check_read(bucket, key)
+        head = self._call(f"stat {bucket}/{key}", lambda: self._client.head_object(Bucket=bucket, Key=key))
+        return ObjectInfo(
+            bucket, key, int(head["ContentLength"]), sha256=head.get("Metadata", {}).get(SHA256_META)
+        )
+
+    def list(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        if self._read_only is not None:
+            granted = self._read_only[1]
+            if granted.startswith(prefix):
+                prefix = granted  # a broad listing narrows to what the grant covers
+            self._check_read(bucket, prefix)
+        found: list[ObjectInfo] = []
+        with self._mapped(f"list {bucket}/{prefix}*"):
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+            for page in pages:
+                for item in page.get("Contents", []):
+                    found.append(ObjectInfo(bucket, item["Key"], int(item["Size"])))
+        return sorted(found, key=lambda info: info.key)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._check_write()
+        self._call(f"delete {bucket}/{key}", lambda: self._client.delete_object(Bucket=bucket, Key=key))
+
+    def share(self, bucket: str, prefix: str, expiry: timedelta | None = None) -> str:
+        self._check_write()
+        if self._read_keys is None:
+            raise errors.ConfigError(
+                "s3 share needs read-only keys: put readAccessKeyId and readSecretAccessKey (issued by "
+                "the S3 server's admin, or from a restricted Storj grant registered with the auth "
+                "service) into the storage credentials"
+            )
+        grant: dict[str, Any] = {
+            "kind": SCHEME,
+            "endpoint": self.endpoint,
+            "region": self.region,
+            "pathStyle": self.path_style,
+            "bucket": bucket,
+            "prefix": prefix,
+            "accessKeyId": self._read_keys[0],
+            "secretAccessKey": self._read_keys[1],
+        }
+        if expiry is not None:
+            grant["notAfter"] = time.time() + expiry.total_seconds()
+        return json.dumps(grant, sort_keys=True)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return f"{SCHEME}://{bucket}/{key}"
+
+
+def open_s3_store(
+    endpoint: str | None, region: str, path_style: bool, credentials: Mapping[str, str]
+) -> S3Store:
+    """The owner's store from the spec's endpoint and the storage Secret's keys."""
+    missing = [name for name in ("accessKeyId", "secretAccessKey") if not credentials.get(name)]
+    if missing:
+        raise errors.ConfigError(
+            f"s3 storage credentials lack {', '.join(missing)}: put them in the party's storage Secret"
+        )
+    return S3Store(
+        endpoint=endpoint,
+        region=region,
+        path_style=path_style,
+        access_key_id=credentials["accessKeyId"],
+        secret_access_key=credentials["secretAccessKey"],
+        session_token=credentials.get("sessionToken") or None,
+        read_access_key_id=credentials.get("readAccessKeyId") or None,
+        read_secret_access_key=credentials.get("readSecretAccessKey") or None,
+    )
+
+
+def open_s3_grant(grant: Mapping[str, Any]) -> S3Store:
+    """A read-only S3Store from a decoded grant written by ``S3Store.share``."""
+    try:
+        bucket, prefix = str(grant["bucket"]), str(grant["prefix"])
+        key_id, secret = str(grant["accessKeyId"]), str(grant["secretAccessKey"])
+    except KeyError as missing:
+        raise errors.ConfigError(f"s3 read grant lacks {missing}: ask the owner to share again") from None
+    not_after = grant.get("notAfter")
+    return S3Store(
+        endpoint=grant.get("endpoint"),
+        region=str(grant.get("region") or "us-east-1"),
+        path_style=bool(grant.get("pathStyle", True)),
+        access_key_id=key_id,
+        secret_access_key=secret,
+        read_only=(bucket, prefix),
+        not_after=float(not_after) if not_after is not None else None,
+    )
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _map_client_error(exc: ClientError, what: str) -> errors.StorageError:
+    code = _code(exc)
+    status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+    if code in _NOT_FOUND or status == 404:
+        return errors.ObjectNotFoundError(f"{what}: not found ({code or status})")
+    if code in _DENIED or status == 403:
+        return errors.AccessDeniedError(f"{what}: access denied by the S3 server ({code or status})")
+    if code in _UNAVAILABLE or status >= 500:
+        return errors.UnavailableError(f"{what}: S3 server unavailable after retries ({code or status})")
+    return errors.StorageError(f"{what}: S3 error {code or status}: {exc}")

@@ -1,0 +1,194 @@
+"""s3 backend behaviours that need a real S3 server: per-party buckets, server-enforced
+read-only keys, corruption detection, typed errors, retries and bounded memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+
+from hydrafed import errors
+from hydrafed.storage.base import sha256_file
+from hydrafed.storage.s3 import S3Store, open_s3_store
+from tests.conftest import REPO_ROOT
+from tests.fixtures.seaweedfs import SeaweedS3
+
+pytestmark = pytest.mark.integration
+
+BIG_BYTES = 200 << 20
+RSS_LIMIT_BYTES = 200 << 20
+
+
+def _owner(server: SeaweedS3, party: str) -> S3Store:
+    store = open_s3_store(server.endpoint, "us-east-1", True, server.credentials(party))
+    store.ensure_bucket(party)
+    return store
+
+
+def _reader(server: SeaweedS3, owner: str, peer: str) -> S3Store:
+    keys = server.readers[(owner, peer)]
+    # no client-side read-only flag: what is refused here is refused by the server
+    return S3Store(
+        endpoint=server.endpoint, access_key_id=keys.access_key_id, secret_access_key=keys.secret_access_key
+    )
+
+
+def test_each_party_writes_only_its_own_bucket(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
+    alice, bob = _owner(seaweedfs, "party-a"), _owner(seaweedfs, "party-b")
+    update = tmp_path / "u"
+    update.write_bytes(b"weights")
+
+    alice.put("party-a", "own/u", update)
+
+    with pytest.raises(errors.AccessDeniedError, match="party-b/own/u"):
+        alice.put("party-b", "own/u", update)
+    with pytest.raises(errors.AccessDeniedError):
+        bob.delete("party-a", "own/u")
+    assert alice.stat("party-a", "own/u").size == 7
+
+
+def test_peer_read_key_reads_but_the_server_refuses_writes_and_deletes(
+    seaweedfs: SeaweedS3, tmp_path: Path
+) -> None:
+    alice = _owner(seaweedfs, "party-a")
+    update = tmp_path / "u"
+    update.write_bytes(b"round one update")
+    alice.put("party-a", "ro/1/a", update)
+    bob_reads_alice = _reader(seaweedfs, "party-a", "party-b")
+
+    bob_reads_alice.get("party-a", "ro/1/a", tmp_path / "read")
+
+    assert (tmp_path / "read").read_bytes() == b"round one update"
+    assert [o.key for o in bob_reads_alice.list("party-a", "ro/")] == ["ro/1/a"]
+    with pytest.raises(errors.AccessDeniedError):
+        bob_reads_alice.put("party-a", "ro/1/forged", update)
+    with pytest.raises(errors.AccessDeniedError):
+        bob_reads_alice.delete("party-a", "ro/1/a")
+    with pytest.raises(errors.AccessDeniedError):
+        bob_reads_alice.ensure_bucket("party-b")
+    with pytest.raises(errors.AccessDeniedError):
+        bob_reads_alice.stat("party-c", "anything")  # a read key for party-a only
+    assert alice.list("party-a", "ro/1/") == [alice.list("party-a", "ro/1/")[0]]
+
+
+def test_corrupted_object_is_rejected_by_its_recorded_sha256(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
+    alice = _owner(seaweedfs, "party-a")
+    update = tmp_path / "u"
+    update.write_bytes(os.urandom(50_000))
+    info = alice.put("party-a", "corrupt/u", update)
+    assert info.sha256 == sha256_file(update)
+    # the bytes change behind hydrafed's back but keep the metadata recorded at upload
+    raw = boto3.client(
+        "s3",
+        endpoint_url=seaweedfs.endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=seaweedfs.owners["party-a"].access_key_id,
+        aws_secret_access_key=seaweedfs.owners["party-a"].secret_access_key,
+    )
+    raw.put_object(Bucket="party-a", Key="corrupt/u", Body=b"tampered", Metadata={"sha256": info.sha256})
+    dest = tmp_path / "down"
+
+    with pytest.raises(errors.IntegrityError, match="corrupt"):
+        alice.get("party-a", "corrupt/u", dest)
+    assert not dest.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".download-")] == []
+
+
+def test_missing_bucket_is_not_found(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
+    admin = S3Store(
+        endpoint=seaweedfs.endpoint,
+        access_key_id=seaweedfs.admin.access_key_id,
+        secret_access_key=seaweedfs.admin.secret_access_key,
+    )
+
+    with pytest.raises(errors.ObjectNotFoundError):
+        admin.list("no-such-bucket")
+    with pytest.raises(errors.ObjectNotFoundError):
+        admin.get("no-such-bucket", "k", tmp_path / "k")
+
+
+def test_wrong_secret_is_access_denied_without_retries(seaweedfs: SeaweedS3) -> None:
+    store = S3Store(endpoint=seaweedfs.endpoint, access_key_id="OWNERPARTYA", secret_access_key="wrong")
+    sent: list[str] = []
+    store.client.meta.events.register("before-send.s3", lambda **kw: sent.append(kw["request"].url))
+
+    with pytest.raises(errors.AccessDeniedError):
+        store.stat("party-a", "k")
+    assert len(sent) == 1
+
+
+def test_unreachable_endpoint_is_retried_with_backoff_then_unavailable(tmp_path: Path) -> None:
+    from tests.fixtures.seaweedfs import _free_port
+
+    store = S3Store(
+        endpoint=f"http://127.0.0.1:{_free_port()}", access_key_id="a", secret_access_key="b", max_attempts=3
+    )
+    sent: list[str] = []
+    store.client.meta.events.register("before-send.s3", lambda **kw: sent.append(kw["request"].url))
+    started = time.monotonic()
+
+    with pytest.raises(errors.UnavailableError, match="cannot reach"):
+        store.stat("party-a", "k")
+    assert len(sent) == 3
+    assert time.monotonic() - started > 0.05  # backoff slept between the attempts
+
+
+def test_credentials_and_share_errors_name_the_fix(seaweedfs: SeaweedS3) -> None:
+    with pytest.raises(errors.ConfigError, match="secretAccessKey"):
+        open_s3_store(seaweedfs.endpoint, "us-east-1", True, {"accessKeyId": "x"})
+    alice = _owner(seaweedfs, "party-a")
+    with pytest.raises(errors.ConfigError, match="readAccessKeyId"):
+        alice.share("party-a", "rounds/", None)
+
+
+_STREAM_SCRIPT = """
+import json, resource, sys
+from pathlib import Path
+from hydrafed.storage.s3 import open_s3_store
+endpoint, creds, src, dest = sys.argv[1], json.loads(sys.argv[2]), Path(sys.argv[3]), Path(sys.argv[4])
+store = open_s3_store(endpoint, "us-east-1", True, creds)
+store.ensure_bucket("party-a")
+put = store.put("party-a", "big/update.bin", src)
+got = store.get("party-a", "big/update.bin", dest)
+print(json.dumps({"put": put.size, "got": got.size, "sha": got.sha256,
+                  "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
+"""
+
+
+@pytest.mark.timeout(300)
+def test_200mb_object_streams_both_ways_in_bounded_memory(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
+    src = tmp_path / "big.bin"
+    with src.open("wb") as out:
+        for _ in range(BIG_BYTES >> 20):
+            out.write(os.urandom(1 << 20))
+    dest = tmp_path / "back.bin"
+
+    # a fresh interpreter, so its peak RSS is the transfer's and not the test session's
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _STREAM_SCRIPT,
+            seaweedfs.endpoint,
+            json.dumps(seaweedfs.credentials("party-a")),
+            str(src),
+            str(dest),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        timeout=280,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+
+    assert result["put"] == result["got"] == BIG_BYTES
+    assert result["sha"] == sha256_file(src) == sha256_file(dest)
+    assert result["peak_rss"] < RSS_LIMIT_BYTES, f"peak RSS {result['peak_rss'] >> 20} MiB"
