@@ -54,11 +54,13 @@ class HeadController:
 
     async def open(self) -> str:
         """Send Init (unless the head is already open) and wait until every node sees HeadIsOpen."""
-        status = self.initiator.greetings.head_status
+        status = str((await self.initiator.get_head()).get("tag"))  # now, not as of the Greetings
         if status == "Idle":
             await self.initiator.send(messages.Init())
-        elif status != "Open":
-            raise errors.HeadError(f"cannot open the head: it is {status}; close it or start a new one")
+        elif status not in ("Initial", "Open"):
+            raise errors.HeadError(
+                f"cannot open the head: it is {status}; wait for its fanout or start a new devnet"
+            )
         opened = await asyncio.gather(
             *(c.wait_for("HeadIsOpen", timeout=self.timeout, since=0) for c in self.clients.values())
         )
