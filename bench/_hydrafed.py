@@ -1,24 +1,38 @@
 """Driving ``hydrafed simulate`` as a child process and reading its report.json.
 
 The benchmarks never re-implement the round engine: they run the real command (one process per
-party, devnet head, local or S3 buckets), measure it from outside like any other system, and take
-per-round, per-party timings from the report it writes.
+party, devnet head, local buckets), measure it from outside like any other system, and take
+per-round, per-party phase timings from the report it writes (schema ``hydrafed.simulate/v1``,
+docs/simulate.md).
+
+report.json has durations, not timestamps, so a round's figures are derived as:
+
+- round wall: the mean over parties of the sum of their phases (a party's phases cover its whole
+  round, and the parties are synchronised by the round's membership barrier);
+- train: the longest party's ``train`` phase (all parties start training together after the
+  previous round, so this is the union of their training intervals, or slightly less: the
+  overhead derived from it is, if anything, overstated).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from bench import _env, _measure, _runs
 from hydrafed.spec import TrainingSpec
 
 HYDRAFED = _env.REPO_ROOT / ".venv" / "bin" / "hydrafed"
+PHASES = ("train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate")
+PLOTTED_PHASES = ("announce", "wait", "download", "aggregate")
+# A port range of our own, so that a benchmark never collides with a test using the default 48100.
+API_PORT = 46100
+_PAPER_MOMENTUM = 0.0  # `--preset paper` is the only way the CLI sets plain SGD
+_COMPARED = ("model", "dataset", "rounds", "localEpochs", "learningRate", "batchSize", "momentum", "seed")
 
 
 @dataclass(frozen=True)
@@ -40,65 +54,116 @@ class SimulateRun:
         return self.process.wall_seconds
 
 
+def cli_args(spec: TrainingSpec) -> list[str]:
+    """``hydrafed simulate`` options that reproduce ``spec``; ValueError if the CLI cannot say it."""
+    defaults = TrainingSpec()
+    args: list[str] = []
+    if spec.momentum == _PAPER_MOMENTUM and defaults.momentum != _PAPER_MOMENTUM:
+        args += ["--preset", "paper"]
+    elif spec.momentum != defaults.momentum:
+        raise ValueError(f"hydrafed simulate cannot set momentum {spec.momentum} (only 0 or the default)")
+    args += ["--rounds", str(spec.rounds), "--model", str(spec.model), "--dataset", str(spec.dataset)]
+    args += ["--lr", repr(spec.learning_rate), "--batch", str(spec.batch_size)]
+    args += ["--partition", spec.partition, "--seed", str(spec.seed)]
+    if spec.local_steps is not None:
+        args += ["--local-steps", str(spec.local_steps)]
+    else:
+        args += ["--local-epochs", str(spec.local_epochs)]
+    if spec.dataset_path:
+        args += ["--dataset-path", spec.dataset_path]
+    if spec.sample_limit is not None:
+        args += ["--sample-limit", str(spec.sample_limit)]
+    return args
+
+
 def simulate(
-    spec: TrainingSpec, parties: int, out: Path, *, extra: list[str] | None = None, timeout: float = 3600
+    spec: TrainingSpec,
+    parties: int,
+    out: Path,
+    *,
+    baselines: bool = False,
+    timeout: float = 3600,
 ) -> SimulateRun:
-    """Run ``hydrafed simulate`` with ``spec`` for ``parties`` parties into ``out`` (emptied first)."""
+    """Run ``hydrafed simulate`` with ``spec`` for ``parties`` parties into ``out`` (replaced)."""
     shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
-    training = out.parent / f"{out.name}.training.yaml"
-    training.write_text(yaml.safe_dump(spec.model_dump(mode="json", by_alias=True, exclude_none=True)))
+    out.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         str(HYDRAFED),
         "simulate",
         "--parties",
         str(parties),
-        "--rounds",
-        str(spec.rounds),
-        "--training",
-        str(training),
+        *cli_args(spec),
         "--out",
         str(out),
-        *(extra or []),
+        "--api-port",
+        str(API_PORT),
+        "--baselines" if baselines else "--no-baselines",
     ]
     proc = _measure.run_measured(
-        argv, cwd=_env.REPO_ROOT, timeout=timeout, log=out.parent / f"{out.name}.log"
+        argv,
+        cwd=_env.REPO_ROOT,
+        timeout=timeout,
+        log=out.parent / f"{out.name}.log",
+        env={"COLUMNS": "120", "TERM": "dumb"},
     )
     report_path = out / "report.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else None
+    if report is not None:
+        _check_same_task(spec, report)
     return SimulateRun(proc, report, out)
 
 
-def round_records(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per-round records in the shape ``_runs.reduce_rounds`` takes, from report.json."""
-    raise NotImplementedError("adapt to report.json once hydrafed simulate lands")
+def _check_same_task(spec: TrainingSpec, report: dict[str, Any]) -> None:
+    """The run must have trained exactly the spec we asked for; a silent mismatch would void the table."""
+    wanted = spec.model_dump(mode="json", by_alias=True)
+    got = report["config"]["training"]
+    diff = {k: (wanted.get(k), got.get(k)) for k in _COMPARED if wanted.get(k) != got.get(k)}
+    if diff:
+        raise RuntimeError(f"hydrafed simulate trained another task than asked (wanted, got): {diff}")
+
+
+def round_figures(report: dict[str, Any]) -> list[_runs.RoundFigures]:
+    """Per-round accuracy, wall, training and overhead (see the module docstring)."""
+    first = report["parties"][0]
+    out = []
+    for entry in report["timings"]["perRound"]:
+        parties = entry["parties"].values()
+        wall = statistics.fmean(sum(p[phase] for phase in PHASES) for p in parties)
+        train = max(p["train"] for p in parties)
+        accuracy = float(first["federatedAccuracy"][entry["round"] - 1])
+        out.append(_runs.RoundFigures(int(entry["round"]), accuracy, wall, train, wall - train))
+    return out
+
+
+def phase_means(report: dict[str, Any], first: int = 2) -> dict[str, float]:
+    """Mean seconds per party per round of each phase, over rounds >= ``first``."""
+    rows = [p for r in report["timings"]["perRound"] if r["round"] >= first for p in r["parties"].values()]
+    if not rows:
+        rows = [p for r in report["timings"]["perRound"] for p in r["parties"].values()]
+    return {phase: statistics.fmean(p[phase] for p in rows) for phase in PHASES}
+
+
+def figures(run: SimulateRun, parties: int) -> _runs.RunFigures:
+    """RunFigures of a simulate run, comparable with the other systems'."""
+    if not run.ok or run.report is None:
+        return _runs.failed("hydrafed", parties, run.process)
+    rounds = round_figures(run.report)
+    t = run.report["timings"]
+    after_rounds = t["wallSeconds"] - t["setupSeconds"] - t["federationSeconds"]
+    startup = run.wall - after_rounds - sum(r.wall for r in rounds)
+    return _runs.RunFigures(
+        system="hydrafed",
+        parties=parties,
+        returncode=run.process.returncode,
+        wall=run.wall,
+        peak_pss_mib=run.process.peak_pss_mib,
+        processes=run.process.peak_processes,
+        imports=float("nan"),
+        startup=startup,
+        rounds=rounds,
+    )
 
 
 def run_simulate(spec: TrainingSpec, parties: int, out: Path) -> _runs.RunFigures:
-    """``hydrafed simulate`` as one system of the side-by-side."""
-    run = simulate(spec, parties, out / f"hydrafed-{parties}")
-    if not run.ok or run.report is None:
-        return _runs.failed("hydrafed", parties, run.process)
-    return _runs.figures_from("hydrafed", parties, run.process, report_summary(run.report))
-
-
-def report_summary(report: dict[str, Any]) -> dict[str, Any]:
-    """report.json reduced to the common record shape (process_start, first_round_start, rounds)."""
-    raise NotImplementedError("adapt to report.json once hydrafed simulate lands")
-
-
-@dataclass(frozen=True)
-class AccuracyRun:
-    """Federated accuracy of each party after the last round, from a simulate run."""
-
-    party_accuracy: list[float]
-    wall: float
-    ok: bool
-
-
-def simulate_accuracy(spec: TrainingSpec, parties: int, out: Path) -> AccuracyRun:
-    """Each party's final federated accuracy as ``hydrafed simulate`` reports it."""
-    run = simulate(spec, parties, out)
-    if not run.ok or run.report is None:
-        return AccuracyRun([], run.wall, False)
-    raise NotImplementedError("adapt to report.json once hydrafed simulate lands")
+    """``hydrafed simulate`` as one system of the side-by-side (no baselines: only the federation)."""
+    return figures(simulate(spec, parties, out / f"hydrafed-{parties}"), parties)

@@ -53,6 +53,11 @@ class RunFigures:
         """Accuracy of the global model after the last round."""
         return self.rounds[-1].accuracy if self.rounds else float("nan")
 
+    @property
+    def outside_rounds(self) -> float:
+        """Process wall time not spent in any round: start-up and shut-down."""
+        return self.wall - sum(r.wall for r in self.rounds) if self.rounds else float("nan")
+
     def mean(self, field: str, first: int = 2) -> float:
         """Mean of a per-round figure over rounds >= ``first`` (round 1 pays start-up costs)."""
         values = [getattr(r, field) for r in self.rounds if r.round >= first]

@@ -60,7 +60,7 @@ def _side_table(parties: int, by_system: dict[str, _runs.RunFigures]) -> str:
     rows = [
         row("final accuracy (%)", [f.final_accuracy * 100 for f in figs], 2, ratio=False),
         row("process wall (s)", [f.wall for f in figs], 1),
-        row("start-up before round 1 (s)", [f.startup for f in figs], 2),
+        row("outside the rounds: start-up, shut-down (s)", [f.outside_rounds for f in figs], 2),
         row("round 1 wall (s)", [f.rounds[0].wall if f.rounds else math.nan for f in figs], 2),
         row("mean round wall, r>=2 (s)", [f.mean("wall") for f in figs]),
         row("mean training, r>=2 (s)", [f.mean("train") for f in figs]),
@@ -79,8 +79,10 @@ def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str
         "model each round) and `hydrafed simulate` (one process per party, devnet Hydra head, local "
         "buckets) train the same hydrafed MnistTask in the same run of `python -m bench.vs_flower`; "
         "the plain in-process FedAvg loop is the floor. Overhead = round wall minus the wall time "
-        "during which any party trained; means over rounds 2.. (round 1 pays start-up). Peak memory "
-        "is the summed PSS of the process tree.",
+        "during which any party trained (for hydrafed, whose report.json has per-phase durations: round wall = mean over parties of "
+        "the sum of their phases, training = the longest party's training); means over rounds 2.. (round 1 pays start-up). Outside the rounds "
+        "= process wall minus the sum of round walls (interpreter and imports, Ray or party processes "
+        "starting, head open/close, writing results). Peak memory is the summed PSS of the process tree.",
         f"Machine: {_docs.machine()}.",
     ]
     for parties, by_system in sorted(runs.items()):
