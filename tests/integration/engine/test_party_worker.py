@@ -1,0 +1,124 @@
+"""A PartyWorker against a real devnet and real buckets, with its peer driven by the test.
+
+Alice runs the real round loop (MLP on scikit-learn's digits, no download needed); the test plays
+bob: it uploads bob's update to his bucket and announces it from bob's node. An honest bob gives
+exactly FedAvg of the two updates; a tampered object stops alice with IntegrityError before
+anything is aggregated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+import safetensors.torch
+from hydrafed.worker.aggregation import Update
+from hydrafed.worker.aggregation.fedavg import fedavg
+from hydrafed.worker.mnist_task import MnistTask
+from hydrafed.worker.party import Member, PartyConfig, PartyWorker, state_sha256
+
+from hydrafed import errors
+from hydrafed.head import HeadController
+from hydrafed.hydra import tx
+from hydrafed.rounds import spec_hash
+from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
+from hydrafed.storage import LocalStore, sha256_file
+from tests.integration.engine.conftest import Net
+
+pytestmark = pytest.mark.integration
+
+KEY = "fed/rounds/1/bob.safetensors"
+
+
+@pytest.mark.parametrize("tamper", [False, True], ids=["honest", "tampered"])
+async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper: bool) -> None:
+    # Prepare: an open, funded head; alice's worker; bob's trained update in bob's bucket
+    net, clients, party_keys = devnet
+    await HeadController(clients, timeout=20).open()
+    await HeadController(clients, timeout=20).fund(party_keys)
+    buckets = tmp_path / "buckets"
+    spec = FederationSpec(
+        training=TrainingSpec(dataset="digits", rounds=1, local_epochs=1, seed=3),
+        storage=StorageSpec(backend=StorageBackend.LOCAL, root=str(buckets)),
+    )
+    owner = LocalStore(buckets)
+    members = []
+    for name in ("alice", "bob"):
+        owner.ensure_bucket(name)
+        k = party_keys[name]
+        members.append(
+            Member(name, str(k.address()), k.participant_id, name, owner.share(name, "fed/rounds/"))
+        )
+    config = PartyConfig(
+        fed="fed",
+        name="alice",
+        members=tuple(members),
+        spec=spec,
+        api_url=net.urls[0],
+        keys_dir=net.keys_dir("alice"),
+        work_dir=tmp_path / "alice",
+    )
+    alice_task = MnistTask.from_spec(spec.training, party_index=0, parties=2)
+    bob_task = MnistTask.from_spec(spec.training, party_index=1, parties=2)
+    bob_result = bob_task.train_round(1)
+    bob_state = bob_task.exchanged_state()
+    upload = tmp_path / "bob.safetensors"
+    safetensors.torch.save_file(bob_state, str(upload))
+    digest = sha256_file(upload)
+    owner.put("bob", KEY, upload)
+    if tamper:
+        stored = buckets / "bob" / KEY
+        data = bytearray(stored.read_bytes())
+        data[len(data) // 2] ^= 0x40
+        stored.write_bytes(bytes(data))
+    events: list[dict[str, Any]] = []
+    worker = PartyWorker(config, alice_task, progress=events.append)
+
+    # Execute: alice runs; bob announces from his own node
+    running = asyncio.create_task(worker.run())
+    bob = clients["bob"]
+    announcement = tx.Announcement(
+        fed="fed",
+        round=1,
+        party="bob",
+        uri=owner.uri("bob", KEY),
+        sha256=digest,
+        samples=bob_result.samples,
+        spec_hash=spec_hash(spec),
+    )
+    envelope = tx.build_announcement_tx(
+        announcement,
+        keys=party_keys["bob"],
+        utxo=await bob.get_snapshot_utxo(),
+        peer_addresses=[members[0].address],
+        protocol_parameters=await bob.get_protocol_parameters(),
+    )
+    await bob.submit_transaction(envelope)
+
+    # Assert
+    if tamper:
+        with pytest.raises(errors.IntegrityError, match="does not match the announced"):
+            await asyncio.wait_for(running, 60)
+        assert "aggregated" not in [e["state"] for e in events]
+        return
+    result = await asyncio.wait_for(running, 60)
+    (record,) = result.rounds
+    assert record.members == ["alice", "bob"]
+    alice_update = safetensors.torch.load_file(
+        str(buckets / "alice" / "fed" / "rounds" / "1" / "alice.safetensors")
+    )
+    assert sha256_file(buckets / "alice" / "fed" / "rounds" / "1" / "alice.safetensors") == record.sha256
+    expected = fedavg(
+        [Update("bob", bob_result.samples, bob_state), Update("alice", result.samples, alice_update)]
+    )
+    assert record.global_sha256 == result.final_sha256 == state_sha256(expected)
+    assert state_sha256(alice_task.exchanged_state()) == state_sha256(expected)
+    assert [(a["round"], a["party"]) for a in result.announcements] == [(1, "alice"), (1, "bob")]
+    assert result.announcements[1]["txId"] == envelope["txId"]
+    assert set(record.timings) == {
+        "train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate"
+    }  # fmt: skip
+    states = [e["state"] for e in events]
+    assert states[:2] == ["training", "uploading"] and states[-2:] == ["aggregated", "done"]
