@@ -182,6 +182,7 @@ class PartyWorker:
         self.work_dir = Path(config.work_dir)
         self._book_changed = asyncio.Event()
         self._samples = 0
+        self._follower: asyncio.Task[None] | None = None
 
     def _report(self, round_no: int, state: str, **extra: Any) -> None:
         self.progress({"party": self.config.name, "round": round_no, "state": state, **extra})
@@ -191,6 +192,7 @@ class PartyWorker:
         records: list[RoundReport] = []
         async with client_mod.HydraClient(self.config.api_url) as client:
             follower = asyncio.create_task(self._follow(client))
+            self._follower = follower
             try:
                 params = await client.get_protocol_parameters()
                 agg_state: dict[str, torch.Tensor] | None = None
@@ -224,14 +226,25 @@ class PartyWorker:
         return rows
 
     async def _follow(self, client: client_mod.HydraClient) -> None:
-        async for output in client.subscribe(0):
-            if self.book.observe(output):
-                self._book_changed.set()
+        try:
+            async for output in client.subscribe(0):
+                if self.book.observe(output):
+                    self._book_changed.set()
+        finally:
+            self._book_changed.set()
+
+    def _check_follower(self) -> None:
+        """A dead ledger follower would leave the round waiting forever: fail with its error."""
+        follower = self._follower
+        if follower is not None and follower.done():
+            exc = None if follower.cancelled() else follower.exception()
+            raise errors.HeadError(f"{self.config.name}: stopped following the head: {exc or 'stream ended'}")
 
     async def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
         timeout = float(self.spec.round_policy.timeout_seconds)
         deadline = time.monotonic() + timeout
         while not condition():
+            self._check_follower()
             self._book_changed.clear()
             if condition():
                 return
