@@ -41,6 +41,10 @@ def open_store(spec: StorageSpec, credentials: Mapping[str, str] | None = None) 
         from hydrafed.storage.s3 import open_s3_store
 
         return open_s3_store(spec.endpoint, spec.region, spec.path_style, credentials or {})
+    if spec.backend == StorageBackend.STORJ:
+        from hydrafed.storage.storj import open_storj_store
+
+        return open_storj_store(credentials or {})
     raise errors.ConfigError(f"storage.backend {spec.backend.value!r} is unknown: use local, s3 or storj")
 
 
@@ -60,6 +64,10 @@ def open_shared(credential: str) -> UpdateStore:
         from hydrafed.storage.s3 import open_s3_grant
 
         return open_s3_grant(grant)
+    if grant["kind"] == "storj":
+        from hydrafed.storage.storj import open_storj_grant
+
+        return open_storj_grant(grant)
     raise errors.ConfigError(
         f"read grants of kind {grant['kind']!r} are not supported: use local, s3 or storj"
     )

@@ -1,0 +1,212 @@
+"""Storj buckets through libuplink (native: end-to-end encrypted, no gateway in between).
+
+The party's storage Secret holds a serialized access grant (``access``). ``share`` restricts it
+offline to download+list under one prefix until the expiry (the satellite enforces the
+macaroon caveats) and hands the peer the restricted grant; ``open_storj_grant`` opens it. Puts
+record the sha256 as custom metadata and full downloads are checked against it.
+
+The Go runtime is loaded into the process on first use; do not fork afterwards (see
+hydrafed.storage.uplink).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hydrafed import errors
+from hydrafed.storage import uplink
+from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, sha256_file
+
+SCHEME = "sj"
+GRANT_KIND = "storj"
+SHA256_META = "sha256"
+
+_T = TypeVar("_T")
+
+
+def retry_transient(fn: Callable[[], _T], *, attempts: int = 4, base_delay: float = 0.5) -> _T:
+    """Call fn, retrying only UnavailableError (e.g. too many requests) with exponential backoff."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except errors.UnavailableError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(base_delay * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+class StorjStore:
+    """One access grant; buckets are the party's own."""
+
+    def __init__(
+        self,
+        access: uplink.Access,
+        *,
+        read_only: tuple[str, str] | None = None,
+        not_after: float | None = None,
+        attempts: int = 4,
+    ):
+        self._access = access
+        self._project: uplink.Project | None = None
+        self._read_only = read_only
+        self._not_after = not_after
+        self._attempts = attempts
+
+    @property
+    def project(self) -> uplink.Project:
+        """The project, opened on first use."""
+        if self._project is None:
+            self._project = self._access.open_project()
+        return self._project
+
+    def close(self) -> None:
+        """Close the project and free the grant."""
+        if self._project is not None:
+            self._project.close()
+            self._project = None
+        self._access.close()
+
+    def _retry(self, fn: Callable[[], _T]) -> _T:
+        return retry_transient(fn, attempts=self._attempts)
+
+    def _check_write(self) -> None:
+        if self._read_only is not None:
+            raise errors.AccessDeniedError("this credential is read-only: writes and deletes are refused")
+
+    def _check_read(self, bucket: str, key: str) -> None:
+        if self._not_after is not None and time.time() > self._not_after:
+            raise errors.AccessDeniedError(
+                "the shared credential has expired: ask the bucket owner for a new one"
+            )
+        if self._read_only is not None:
+            allowed_bucket, prefix = self._read_only
+            if bucket != allowed_bucket or not key.startswith(prefix):
+                raise errors.AccessDeniedError(
+                    f"the shared credential only reads {allowed_bucket}/{prefix}*, not {bucket}/{key}"
+                )
+
+    # -- UpdateStore ----------------------------------------------------------------------------
+    def ensure_bucket(self, bucket: str) -> None:
+        self._check_write()
+        self._retry(lambda: self.project.ensure_bucket(bucket))
+
+    def put(self, bucket: str, key: str, path: Path) -> ObjectInfo:
+        self._check_write()
+        path = Path(path)
+        digest = sha256_file(path)
+
+        def upload() -> int:
+            with path.open("rb") as source:
+                return self.project.upload_file(
+                    bucket, key, source, metadata={SHA256_META: digest}, chunk=CHUNK_BYTES
+                )
+
+        size = self._retry(upload)
+        return ObjectInfo(bucket, key, size, sha256=digest)
+
+    def get(
+        self, bucket: str, key: str, dest: Path, *, byte_range: tuple[int, int] | None = None
+    ) -> ObjectInfo:
+        self._check_read(bucket, key)
+        if byte_range is not None and (byte_range[0] < 0 or byte_range[1] < byte_range[0]):
+            raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
+        dest = Path(dest)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
+        os.close(fd)
+        tmp = Path(tmp_name)
+        offset, length = (byte_range[0], byte_range[1] - byte_range[0] + 1) if byte_range else (0, -1)
+
+        def download() -> uplink.ObjectMeta:
+            with tmp.open("wb") as out:
+                return self.project.download_file(
+                    bucket, key, out, offset=offset, length=length, chunk=CHUNK_BYTES
+                )
+
+        try:
+            meta = self._retry(download)
+            recorded = meta.custom.get(SHA256_META)
+            if byte_range is None and recorded and sha256_file(tmp) != recorded:
+                raise errors.IntegrityError(
+                    f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at upload; "
+                    "the object is corrupt and was rejected"
+                )
+            tmp.replace(dest)
+            return ObjectInfo(bucket, key, meta.size, sha256=recorded)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def stat(self, bucket: str, key: str) -> ObjectInfo:
+        self._check_read(bucket, key)
+        meta = self._retry(lambda: self.project.stat_object(bucket, key))
+        return ObjectInfo(bucket, key, meta.size, sha256=meta.custom.get(SHA256_META))
+
+    def list(self, bucket: str, prefix: str = "") -> list[ObjectInfo]:
+        if self._read_only is not None:
+            granted = self._read_only[1]
+            if granted.startswith(prefix):
+                prefix = granted
+            self._check_read(bucket, prefix)
+        metas = self._retry(lambda: [m for m in self.project.list_objects(bucket, prefix)])
+        found = [ObjectInfo(bucket, m.key, m.size, sha256=m.custom.get(SHA256_META)) for m in metas]
+        return sorted(found, key=lambda info: info.key)
+
+    def delete(self, bucket: str, key: str) -> None:
+        self._check_write()
+        with contextlib.suppress(uplink.ObjectNotFoundError):  # a missing object is not an error
+            self._retry(lambda: self.project.delete_object(bucket, key))
+
+    def share(self, bucket: str, prefix: str, expiry: timedelta | None = None) -> str:
+        self._check_write()
+        return json.dumps(share_grant(self._access, bucket, prefix, expiry), sort_keys=True)
+
+    def uri(self, bucket: str, key: str) -> str:
+        return f"{SCHEME}://{bucket}/{key}"
+
+
+def share_grant(access: uplink.Access, bucket: str, prefix: str, expiry: timedelta | None) -> dict[str, Any]:
+    """A read-only grant (download + list) for bucket/prefix until expiry, as open_shared reads it."""
+    not_after = time.time() + expiry.total_seconds() if expiry is not None else None
+    permission = uplink.Permission(
+        allow_download=True, allow_list=True, not_after=int(not_after) if not_after is not None else 0
+    )
+    with access.share(permission, [uplink.SharePrefix(bucket, prefix)]) as restricted:
+        serialized = restricted.serialize()
+    grant: dict[str, Any] = {"kind": GRANT_KIND, "access": serialized, "bucket": bucket, "prefix": prefix}
+    if not_after is not None:
+        grant["notAfter"] = not_after
+    return grant
+
+
+def open_storj_store(credentials: Mapping[str, str]) -> StorjStore:
+    """The owner's store from the storage Secret's serialized access grant."""
+    serialized = credentials.get("access")
+    if not serialized:
+        raise errors.ConfigError(
+            "storj storage credentials lack `access`: put the party's serialized access grant "
+            "(uplink access create / the Storj console) into the storage Secret under key access"
+        )
+    return StorjStore(uplink.parse_access(serialized))
+
+
+def open_storj_grant(grant: Mapping[str, Any]) -> StorjStore:
+    """A read-only store from a decoded grant written by ``StorjStore.share``."""
+    try:
+        serialized, bucket, prefix = str(grant["access"]), str(grant["bucket"]), str(grant["prefix"])
+    except KeyError as missing:
+        raise errors.ConfigError(f"storj read grant lacks {missing}: ask the owner to share again") from None
+    not_after = grant.get("notAfter")
+    return StorjStore(
+        uplink.parse_access(serialized),
+        read_only=(bucket, prefix),
+        not_after=float(not_after) if not_after is not None else None,
+    )
