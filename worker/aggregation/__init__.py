@@ -6,7 +6,7 @@ updates (in any order of arrival) give bit-identical results on every party. Sta
 algorithm carries between rounds (a server-side optimiser, say) goes in and out explicitly
 through ``state`` and ``AggregationResult.state`` and is never kept on the object.
 
-One module per algorithm (``fedavg.py``; robust strategies join the registry below).
+One module per algorithm (``fedavg.py``, ``lora_exact.py``; robust strategies join the registry below).
 
 Public API::
 
@@ -111,7 +111,16 @@ def _fedavg() -> Aggregator:
     return FedAvg()
 
 
-_REGISTRY: dict[str, Callable[[], Aggregator]] = {AggregationName.FEDAVG.value: _fedavg}
+def _lora_exact() -> Aggregator:
+    from hydrafed.worker.aggregation.lora_exact import LoraExact
+
+    return LoraExact()
+
+
+_REGISTRY: dict[str, Callable[[], Aggregator]] = {
+    AggregationName.FEDAVG.value: _fedavg,
+    AggregationName.LORA_EXACT.value: _lora_exact,
+}
 
 
 def get_aggregator(name: AggregationName | str) -> Aggregator:
