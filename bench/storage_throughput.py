@@ -1,0 +1,144 @@
+"""Put/get throughput of hydrafed's s3 store against raw boto3, and peak RSS of a large transfer.
+
+Usage: python -m bench.storage_throughput [--mb 256] [--rss-mb 1024] [--repeat 2]
+
+Both sides talk to the same SeaweedFS (``weed mini`` on loopback) in one run, so the ratio
+hydrafed/boto3 isolates what hydrafed adds (sha256 metadata, verification, temp-file renames).
+Peak RSS is measured in a fresh child process (ru_maxrss), so it is the child's whole footprint:
+interpreter, boto3 and the transfer buffers. Targets: ratio >= 0.9, peak RSS < 200 MB for 1 GB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+from hydrafed.spec import StorageSpec
+from hydrafed.storage import open_store
+from tests.fixtures.seaweedfs import SeaweedS3
+
+BUCKET = "party-a"
+
+
+def _write_random(path: Path, mb: int) -> None:
+    block = os.urandom(1 << 20)
+    with path.open("wb") as out:
+        for _ in range(mb):
+            out.write(block)
+
+
+def _rate(mb: int, seconds: float) -> float:
+    return mb / seconds
+
+
+def _throughput(server: SeaweedS3, work: Path, mb: int, repeat: int) -> dict[str, float]:
+    src = work / "src.bin"
+    _write_random(src, mb)
+    creds = server.credentials(BUCKET)
+    spec = StorageSpec.model_validate({"backend": "s3", "endpoint": server.endpoint})
+    store = open_store(spec, creds)
+    store.ensure_bucket(BUCKET)
+    raw = boto3.client(
+        "s3",
+        endpoint_url=server.endpoint,
+        aws_access_key_id=creds["accessKeyId"],
+        aws_secret_access_key=creds["secretAccessKey"],
+        region_name="us-east-1",
+        config=Config(s3={"addressing_style": "path"}),
+    )
+    best: dict[str, float] = {}
+
+    def timed(name: str, fn: object) -> None:
+        start = time.perf_counter()
+        fn()  # type: ignore[operator]
+        best[name] = max(best.get(name, 0.0), _rate(mb, time.perf_counter() - start))
+
+    for i in range(repeat):
+        timed("boto3_put", lambda i=i: raw.upload_file(str(src), BUCKET, f"raw/{i}"))
+        timed("hydrafed_put", lambda i=i: store.put(BUCKET, f"hf/{i}", src))
+        timed("boto3_get", lambda i=i: raw.download_file(BUCKET, f"raw/{i}", str(work / "raw.out")))
+        timed("hydrafed_get", lambda i=i: store.get(BUCKET, f"hf/{i}", work / "hf.out"))
+        (work / "raw.out").unlink()
+        (work / "hf.out").unlink()
+    src.unlink()
+    return best
+
+
+def _child(endpoint: str, key_id: str, secret: str, path: str) -> None:
+    """Runs in a fresh process: put then get one file through hydrafed, print peak RSS in MB."""
+    spec = StorageSpec.model_validate({"backend": "s3", "endpoint": endpoint})
+    store = open_store(spec, {"accessKeyId": key_id, "secretAccessKey": secret})
+    store.ensure_bucket(BUCKET)
+    store.put(BUCKET, "rss/big", Path(path))
+    store.get(BUCKET, "rss/big", Path(path + ".out"))
+    Path(path + ".out").unlink()
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def _peak_rss(server: SeaweedS3, work: Path, mb: int) -> float:
+    src = work / "big.bin"
+    _write_random(src, mb)
+    keys = server.owners[BUCKET]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.storage_throughput",
+            "--child",
+            server.endpoint,
+            keys.access_key_id,
+            keys.secret_access_key,
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    src.unlink()
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+def main() -> None:
+    """Start SeaweedFS, measure, print JSON and write bench/results/storage_throughput.json."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mb", type=int, default=256)
+    parser.add_argument("--rss-mb", type=int, default=1024)
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--child", nargs=4)
+    args = parser.parse_args()
+    if args.child:
+        _child(*args.child)
+        return
+    with tempfile.TemporaryDirectory(prefix="hf-bench-storage-") as tmp:
+        work = Path(tmp)
+        server = SeaweedS3.start(work / "weed", [BUCKET, "party-b"])
+        try:
+            rates = _throughput(server, work, args.mb, args.repeat)
+            rss = _peak_rss(server, work, args.rss_mb) if args.rss_mb else None
+        finally:
+            server.stop()
+    result = {
+        "object_mb": args.mb,
+        "rates_mb_s": rates,
+        "put_ratio": rates["hydrafed_put"] / rates["boto3_put"],
+        "get_ratio": rates["hydrafed_get"] / rates["boto3_get"],
+        "rss_object_mb": args.rss_mb,
+        "peak_rss_mb": rss,
+    }
+    print(json.dumps(result, indent=2))
+    results = Path(__file__).parent / "results" / "storage_throughput.json"
+    results.write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
