@@ -190,6 +190,19 @@ def _party_result(raw: dict[str, Any]) -> PartyResult:
     )
 
 
+def _check_replaceable(out: Path) -> None:
+    """A finished run replaces ``out``: allow that only for an empty dir or an earlier run's output."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise errors.ConfigError(f"--out {out} is a file: choose a directory for the report")
+    if any(out.iterdir()) and not (out / "report.json").is_file():
+        raise errors.ConfigError(
+            f"--out {out} is a non-empty directory that holds no earlier simulate report; "
+            "choose a new or empty directory (it is replaced when the run completes)"
+        )
+
+
 def run_simulation(
     spec: FederationSpec, options: SimulateOptions, console: Console | None = None
 ) -> dict[str, Any]:
@@ -203,6 +216,7 @@ def run_simulation(
     names = party_names(options.parties)
     training = spec.training
     # Fail before starting anything if the data is missing or the model unknown.
+    _check_replaceable(options.out.resolve())
     build_task(training, party_index=0, parties=options.parties, cache=options.cache)
 
     out = options.out.resolve()

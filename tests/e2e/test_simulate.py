@@ -132,3 +132,14 @@ def test_missing_data_names_the_setup_command(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match=r"make data|data fetch"):
         sim.run_simulation(spec, options, Console(record=True))
     assert not (tmp_path / "out").exists()
+
+
+def test_out_that_is_not_a_report_is_never_replaced(tmp_path: Path) -> None:
+    precious = tmp_path / "home"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    spec = FederationSpec(training=TrainingSpec(rounds=1, local_epochs=1))
+    options = sim.SimulateOptions(parties=2, out=precious, cache=tmp_path / "empty-cache")
+    with pytest.raises(errors.ConfigError, match="choose a new or empty directory"):
+        sim.run_simulation(spec, options, Console(record=True))
+    assert (precious / "notes.txt").read_text() == "keep me"
