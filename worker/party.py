@@ -316,7 +316,9 @@ class PartyWorker:
             lambda: name in self.book.announced(round_no), f"round {round_no} announcement"
         )
         timings["announce"] = time.perf_counter() - started
-        self._report(round_no, "waiting", txId=envelope["txId"])
+        self._report(round_no, "announced", txId=envelope["txId"])
+        if not self.book.is_complete(round_no):
+            self._report(round_no, "waiting", announced=self.book.announced(round_no))
 
         started = time.perf_counter()
         await self._wait_until(lambda: self.book.is_complete(round_no), f"round {round_no} membership")
