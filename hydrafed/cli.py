@@ -145,7 +145,19 @@ def simulate(
     dataset_path: Annotated[
         Path | None, typer.Option("--dataset-path", help="Directory of IDX files.")
     ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="mlp or cnn.")] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="mlp or cnn; smollm2-135m or hf-local with --qlora.")
+    ] = None,
+    model_path: Annotated[
+        Path | None, typer.Option("--model-path", help="Local Hugging Face model directory (hf-local).")
+    ] = None,
+    qlora: Annotated[
+        bool, typer.Option("--qlora", help="QLoRA: 4-bit base model, only LoRA adapters exchanged.")
+    ] = False,
+    lora_rank: Annotated[int | None, typer.Option("--lora-rank", help="LoRA rank (with --qlora).")] = None,
+    aggregation: Annotated[
+        str | None, typer.Option("--aggregation", help="fedavg or lora-exact (with --qlora).")
+    ] = None,
     local_epochs: Annotated[
         int | None, typer.Option("--local-epochs", help="Local epochs per round.")
     ] = None,
@@ -198,6 +210,17 @@ def simulate(
         "sample_limit": sample_limit,
     }
     overrides.update({k: v for k, v in given.items() if v is not None})
+    if model_path is not None:
+        overrides["model_path"] = str(model_path)
+    if aggregation is not None:
+        overrides["aggregation"] = aggregation
+    if qlora or lora_rank is not None:
+        # Quick CPU-sized defaults for language models; every one can be overridden by its flag.
+        from hydrafed.worker.lm import task as lm_task  # type: ignore[import-not-found,unused-ignore]
+
+        for key, value in lm_task.SIMULATE_DEFAULTS.items():
+            overrides.setdefault(key, value)
+        overrides["lora"] = {"rank": lora_rank} if lora_rank is not None else {}
     try:
         training = spec_mod.TrainingSpec.model_validate(overrides)
         federation = spec_mod.FederationSpec(training=training)

@@ -56,10 +56,16 @@ def ensure_smollm2(cache: Path) -> Path:
         model = transformers.AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
+        # The GGUF weights are already dequantised to fp32; only the quantizer marker is left,
+        # and it makes save_pretrained refuse. Drop it so the cache is a plain fp32 model.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
         if target.exists():
             shutil.rmtree(target)
+        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is a normal directory
         tmp.rename(target)
     finally:
         if tmp.exists():

@@ -41,6 +41,18 @@ SEQ_LEN = 128
 EVAL_BLOCKS = 24
 """Held-out blocks used by ``evaluate`` (the first ones of the common test set): bounded CPU time."""
 
+SIMULATE_DEFAULTS: dict[str, object] = {
+    "model": "smollm2-135m",
+    "dataset": "text",
+    "rounds": 3,
+    "local_steps": 4,
+    "batch_size": 4,
+    "learning_rate": 2e-3,
+    "momentum": 0.0,
+    "partition": "dirichlet:0.5",
+}
+"""What ``hydrafed simulate --qlora`` fills in when a flag is not given: a few-minute CPU run."""
+
 
 def default_cache() -> Path:
     """``$HYDRAFED_CACHE`` or ``~/.cache/hydrafed``, as the Makefile sets it."""
@@ -55,7 +67,13 @@ def model_dir_for(spec: TrainingSpec, cache: Path | None) -> Path:
         return ensure_smollm2(cache or default_cache())
     if spec.model == ModelName.HF_LOCAL:
         assert spec.model_path is not None  # the spec's validator requires it
-        return Path(spec.model_path).expanduser()
+        path = Path(spec.model_path).expanduser()
+        if not (path / "config.json").is_file():
+            raise ConfigError(
+                f"training.modelPath {path} is not a Hugging Face model directory (no config.json): "
+                "point it at a directory written by save_pretrained, with its tokenizer"
+            )
+        return path
     raise ConfigError(f"model {spec.model.value!r} is not a language model: choose smollm2-135m or hf-local")
 
 
