@@ -15,6 +15,7 @@ prefix and expiry for the peer.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -29,7 +30,15 @@ import boto3
 from boto3.exceptions import RetriesExceededError, S3UploadFailedError
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    EndpointConnectionError,
+    HTTPClientError,
+    NoCredentialsError,
+    ParamValidationError,
+)
+from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
 
 from hydrafed import errors
@@ -60,6 +69,10 @@ _DENIED = {
 _UNAVAILABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
 
 
+class _BrokenStreamError(errors.UnavailableError):
+    """The response body broke off mid-download (botocore retried only the request)."""
+
+
 class S3Store:
     """One S3 endpoint and one set of keys; buckets are per party."""
 
@@ -79,6 +92,7 @@ class S3Store:
         part_bytes: int = PART_BYTES,
         max_concurrency: int = 4,
         max_attempts: int = 5,
+        stream_attempts: int = 3,
     ):
         self.endpoint = endpoint
         self.region = region
@@ -90,6 +104,7 @@ class S3Store:
         )
         self._read_only = read_only
         self._not_after = not_after
+        self._stream_attempts = stream_attempts
         config = Config(
             region_name=region,
             s3={"addressing_style": "path" if path_style else "virtual"},
@@ -154,8 +169,12 @@ class S3Store:
             raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
         except EndpointConnectionError as exc:
             raise errors.UnavailableError(f"{what}: cannot reach S3 endpoint {self.endpoint}: {exc}") from exc
-        except BotoCoreError as exc:
+        except (BotoConnectionError, HTTPClientError) as exc:  # timeouts, dropped connections, broken bodies
             raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
+        except (NoCredentialsError, ParamValidationError) as exc:
+            raise errors.ConfigError(f"{what}: {exc}: check the storage credentials and names") from exc
+        except BotoCoreError as exc:
+            raise errors.StorageError(f"{what}: S3 client error: {exc}") from exc
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
         with self._mapped(what):
@@ -171,8 +190,9 @@ class S3Store:
         except ClientError as exc:
             if _code(exc) not in _NOT_FOUND:
                 raise _map_client_error(exc, f"bucket {bucket}") from exc
-        except BotoCoreError as exc:
-            raise errors.UnavailableError(f"bucket {bucket}: S3 unreachable: {exc}") from exc
+        except BotoCoreError:
+            with self._mapped(f"bucket {bucket}"):
+                raise
         try:
             self._client.create_bucket(Bucket=bucket)
         except ClientError as exc:
@@ -197,41 +217,65 @@ class S3Store:
     def get(
         self, bucket: str, key: str, dest: Path, *, byte_range: tuple[int, int] | None = None
     ) -> ObjectInfo:
+        """Stream into a temp file next to dest, hashing on the way; rename when complete.
+
+        A whole-object download is checked against the sha256 recorded at upload and returns the
+        sha256 of the bytes written, so callers need not hash the file again.
+        """
         self._check_read(bucket, key)
+        if byte_range is not None and (byte_range[0] < 0 or byte_range[1] < byte_range[0]):
+            raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
         dest = Path(dest)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            if byte_range is not None:
-                info = self._get_range(bucket, key, tmp, byte_range)
-            else:
-                info = self.stat(bucket, key)
-                with self._mapped(f"get {bucket}/{key}"):
-                    self._client.download_file(bucket, key, str(tmp), Config=self._transfer)
-                if info.sha256 is not None and sha256_file(tmp) != info.sha256:
-                    raise errors.IntegrityError(
-                        f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at "
-                        "upload; the object is corrupt and was rejected"
-                    )
+            info = self._retry_stream(lambda: self._stream(bucket, key, tmp, byte_range))
             tmp.replace(dest)
             return info
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _get_range(self, bucket: str, key: str, tmp: Path, byte_range: tuple[int, int]) -> ObjectInfo:
-        start, end = byte_range
-        if start < 0 or end < start:
-            raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
-        with self._mapped(f"get {bucket}/{key} bytes {start}-{end}"):
-            response = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
-            total = int(str(response.get("ContentRange", "/0")).rpartition("/")[2] or 0)
-            body = response["Body"]
-            with tmp.open("wb") as out:
-                for chunk in body.iter_chunks(CHUNK_BYTES):
+    def _retry_stream(self, fn: Callable[[], _T]) -> _T:
+        """botocore retries the request, not a body that breaks mid-stream: restart those."""
+        for attempt in range(self._stream_attempts):
+            try:
+                return fn()
+            except _BrokenStreamError:
+                if attempt == self._stream_attempts - 1:
+                    raise
+                time.sleep(0.5 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _stream(self, bucket: str, key: str, tmp: Path, byte_range: tuple[int, int] | None) -> ObjectInfo:
+        what = f"get {bucket}/{key}" + (f" bytes {byte_range[0]}-{byte_range[1]}" if byte_range else "")
+        digest = hashlib.sha256()
+        with self._mapped(what):
+            if byte_range is None:
+                response = self._client.get_object(Bucket=bucket, Key=key)
+                size = int(response["ContentLength"])
+            else:
+                start, end = byte_range
+                response = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+                size = int(str(response.get("ContentRange", "/0")).rpartition("/")[2] or 0)
+        try:
+            with self._mapped(what), tmp.open("wb") as out:
+                for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
                     out.write(chunk)
-        return ObjectInfo(bucket, key, total, sha256=response.get("Metadata", {}).get(SHA256_META))
+                    digest.update(chunk)
+        except errors.UnavailableError as exc:
+            raise _BrokenStreamError(str(exc)) from exc
+        recorded = response.get("Metadata", {}).get(SHA256_META)
+        if byte_range is not None:
+            return ObjectInfo(bucket, key, size, sha256=recorded)
+        actual = digest.hexdigest()
+        if recorded is not None and actual != recorded:
+            raise errors.IntegrityError(
+                f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at upload; "
+                "the object is corrupt and was rejected"
+            )
+        return ObjectInfo(bucket, key, size, sha256=actual)
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         self._check_read(bucket, key)

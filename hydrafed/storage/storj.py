@@ -12,6 +12,7 @@ hydrafed.storage.uplink).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from hydrafed import errors
 from hydrafed.storage import uplink
@@ -126,22 +127,31 @@ class StorjStore:
         tmp = Path(tmp_name)
         offset, length = (byte_range[0], byte_range[1] - byte_range[0] + 1) if byte_range else (0, -1)
 
+        digests: list[Any] = []
+
         def download() -> uplink.ObjectMeta:
+            digests.append(hashlib.sha256())  # a retry starts the hash over
             with tmp.open("wb") as out:
                 return self.project.download_file(
-                    bucket, key, out, offset=offset, length=length, chunk=CHUNK_BYTES
+                    bucket,
+                    key,
+                    _HashingWriter(out, digests[-1]),
+                    offset=offset,
+                    length=length,
+                    chunk=CHUNK_BYTES,
                 )
 
         try:
             meta = self._retry(download)
             recorded = meta.custom.get(SHA256_META)
-            if byte_range is None and recorded and sha256_file(tmp) != recorded:
+            actual = digests[-1].hexdigest()
+            if byte_range is None and recorded and actual != recorded:
                 raise errors.IntegrityError(
                     f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at upload; "
                     "the object is corrupt and was rejected"
                 )
             tmp.replace(dest)
-            return ObjectInfo(bucket, key, meta.size, sha256=recorded)
+            return ObjectInfo(bucket, key, meta.size, sha256=recorded if byte_range else actual)
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -171,6 +181,18 @@ class StorjStore:
 
     def uri(self, bucket: str, key: str) -> str:
         return f"{SCHEME}://{bucket}/{key}"
+
+
+class _HashingWriter:
+    """A file that also feeds every chunk to a hash, so a download is hashed in the same pass."""
+
+    def __init__(self, out: BinaryIO, digest: Any):
+        self._out = out
+        self._digest = digest
+
+    def write(self, data: memoryview, /) -> int:
+        self._digest.update(data)
+        return self._out.write(data)
 
 
 def share_grant(access: uplink.Access, bucket: str, prefix: str, expiry: timedelta | None) -> dict[str, Any]:

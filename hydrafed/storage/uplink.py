@@ -25,7 +25,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from hydrafed import errors
 
@@ -375,6 +375,14 @@ def _check(lib: ctypes.CDLL, result: Any, free: str) -> None:
         raise error_for(code, message)
 
 
+class Writable(Protocol):
+    """Where downloads go: a binary file, or anything with write() (e.g. a hashing tee)."""
+
+    def write(self, data: memoryview, /) -> int:
+        """Consume data; the buffer is reused after the call returns."""
+        ...
+
+
 # -- public API ---------------------------------------------------------------------------------
 
 
@@ -592,7 +600,7 @@ class Project:
         self,
         bucket: str,
         key: str,
-        dest: IO[bytes],
+        dest: Writable,
         *,
         offset: int = 0,
         length: int = -1,
