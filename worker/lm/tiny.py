@@ -10,29 +10,37 @@ Public API::
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydrafed.worker.lm.text import load_documents
 
+END_OF_TEXT = "<|endoftext|>"
+"""The one special token: end of text, also used for padding."""
 
-def make_tiny_llama(out: Path, *, seed: int = 0, vocab_size: int = 512, hidden: int = 64, layers: int = 2) -> Path:
+
+def make_tiny_llama(
+    out: Path, *, seed: int = 0, vocab_size: int = 512, hidden: int = 64, layers: int = 2
+) -> Path:
     """Write a random tiny Llama and a BPE tokenizer trained on the bundled corpus to ``out``."""
     import tokenizers
-    import transformers
+
+    transformers: Any = importlib.import_module("transformers")  # untyped constructors
 
     bpe = tokenizers.Tokenizer(tokenizers.models.BPE(unk_token=None))
     bpe.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = tokenizers.decoders.ByteLevel()
     trainer = tokenizers.trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
+        special_tokens=[END_OF_TEXT],
         initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     bpe.train_from_iterator((doc.text for doc in load_documents()), trainer=trainer)
     tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+        tokenizer_object=bpe, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT
     )
     config = transformers.LlamaConfig(
         vocab_size=bpe.get_vocab_size(),

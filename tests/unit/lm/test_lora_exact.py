@@ -45,7 +45,8 @@ def test_full_rank_mean_keeps_the_best_rank_r_part_and_reports_the_rest() -> Non
     # Execute
     exact, residuals = lora_exact([_update("p1", 1, a1, b1), _update("p2", 1, a2, b2)])
     # Assert: mean = diag(1.5, 0.5); its best rank-1 part is diag(1.5, 0)
-    torch.testing.assert_close(_product(exact), torch.tensor([[1.5, 0.0], [0.0, 0.0]], dtype=torch.float64), atol=1e-6, rtol=0
+    torch.testing.assert_close(
+        _product(exact), torch.tensor([[1.5, 0.0], [0.0, 0.0]], dtype=torch.float64), atol=1e-6, rtol=0
     )
     assert residuals["m.q_proj.weight"] == pytest.approx(0.5 / (1.5**2 + 0.5**2) ** 0.5)
 
@@ -64,7 +65,9 @@ def test_single_party_round_trips_its_product_and_other_tensors_use_fedavg() -> 
 def test_order_of_arrival_does_not_change_a_bit() -> None:
     generator = torch.Generator().manual_seed(2)
     updates = [
-        _update(f"p{i}", i + 1, torch.randn(2, 6, generator=generator), torch.randn(5, 2, generator=generator))
+        _update(
+            f"p{i}", i + 1, torch.randn(2, 6, generator=generator), torch.randn(5, 2, generator=generator)
+        )
         for i in range(3)
     ]
     first, _ = lora_exact(updates)

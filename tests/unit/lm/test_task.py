@@ -61,7 +61,9 @@ def test_training_after_evaluation_moves_every_adapter(task: LmTask) -> None:
     assert all(not torch.equal(before[k], after[k]) for k in after)
 
 
-def test_only_adapter_tensors_are_exchanged_and_they_serialise_as_safetensors(task: LmTask, tmp_path: Path) -> None:
+def test_only_adapter_tensors_are_exchanged_and_they_serialise_as_safetensors(
+    task: LmTask, tmp_path: Path
+) -> None:
     state = task.exchanged_state()
     path = tmp_path / "update.safetensors"
     task.save_adapter(path)
@@ -70,7 +72,9 @@ def test_only_adapter_tensors_are_exchanged_and_they_serialise_as_safetensors(ta
     assert keys == sorted(state)
     assert keys and all(".lora_A." in k or ".lora_B." in k for k in keys)
     assert {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in keys} == {"q_proj", "v_proj"}
-    base_bytes = sum(p.stat().st_size for p in Path(task.model.base_model.model.config._name_or_path).glob("*.safetensors"))
+    base_bytes = sum(
+        p.stat().st_size for p in Path(task.model.base_model.model.config._name_or_path).glob("*.safetensors")
+    )
     assert path.stat().st_size < base_bytes
 
 
@@ -90,7 +94,9 @@ def test_resume_from_an_adapter_checkpoint_gives_the_same_model(tiny_llama: Path
     assert resumed.evaluate()["loss"] != pytest.approx(fresh_metrics["loss"], rel=1e-9)
 
 
-def test_parties_start_from_the_same_adapters_and_hold_disjoint_shards(tiny_llama: Path, task: LmTask) -> None:
+def test_parties_start_from_the_same_adapters_and_hold_disjoint_shards(
+    tiny_llama: Path, task: LmTask
+) -> None:
     other = build_lm_task(_spec(tiny_llama), party_index=2, parties=3)
     start = build_lm_task(_spec(tiny_llama), party_index=1, parties=3).exchanged_state()
     assert all(torch.equal(start[k], v) for k, v in other.exchanged_state().items())
