@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -82,7 +81,10 @@ def _child(endpoint: str, key_id: str, secret: str, path: str) -> None:
     store.put(BUCKET, "rss/big", Path(path))
     store.get(BUCKET, "rss/big", Path(path + ".out"))
     Path(path + ".out").unlink()
-    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM is this process's own peak; ru_maxrss would survive exec and count the forked parent
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm_kib = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+    print(json.dumps({"peak_rss_mb": hwm_kib / 1024}))
 
 
 def _peak_rss(server: SeaweedS3, work: Path, mb: int) -> float:

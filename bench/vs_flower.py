@@ -79,8 +79,9 @@ def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str
         "model each round) and `hydrafed simulate` (one process per party, devnet Hydra head, local "
         "buckets) train the same hydrafed MnistTask in the same run of `python -m bench.vs_flower`; "
         "the plain in-process FedAvg loop is the floor. Overhead = round wall minus the wall time "
-        "during which any party trained (for hydrafed, whose report.json has per-phase durations: round wall = mean over parties of "
-        "the sum of their phases, training = the longest party's training); means over rounds 2.. (round 1 pays start-up). Outside the rounds "
+        "during which any party trained (for hydrafed, whose report.json has per-phase "
+        "durations: round wall = mean over parties of the sum of their phases, training = the longest "
+        "party's training); means over rounds 2.. (round 1 pays start-up). Outside the rounds "
         "= process wall minus the sum of round walls (interpreter and imports, Ray or party processes "
         "starting, head open/close, writing results). Peak memory is the summed PSS of the process tree.",
         f"Machine: {_docs.machine()}.",
