@@ -4,7 +4,8 @@ Usage: python -m bench.overhead [--parties 3 10 29] [--rounds 5] [--skip-docs]
 
 29 is the party limit of a Hydra head. Each configuration is one real ``hydrafed simulate`` run
 (one process per party, devnet head) with local directory buckets (the only store simulate
-offers today; S3 on SeaweedFS needs a store option in simulate first). report.json gives every party's time in each phase of every round;
+offers today; S3 on SeaweedFS needs a store option in simulate first). report.json gives every
+party's time in each phase of every round;
 the table shows the mean over parties and rounds 2.. (round 1 pays process and import start-up),
 and the round wall time, so that the phases that do not overlap can be read against it.
 """
