@@ -42,10 +42,14 @@ def gguf_path() -> Path:
     )
 
 
+def _complete(directory: Path) -> bool:
+    return (directory / "config.json").is_file() and (directory / "model.safetensors").is_file()
+
+
 def ensure_smollm2(cache: Path) -> Path:
     """The converted SmolLM2 directory under ``cache/models``, converting it on first use."""
     target = cache / "models" / CACHE_NAME
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _complete(target):
         return target
     source = gguf_path()
     import transformers
@@ -65,6 +69,8 @@ def ensure_smollm2(cache: Path) -> Path:
             del model.config.quantization_config
         model.save_pretrained(str(tmp), safe_serialization=True)
         tokenizer.save_pretrained(str(tmp))
+        if _complete(target):  # another process finished first: keep its copy
+            return target
         if target.exists():
             shutil.rmtree(target)
         tmp.chmod(0o755)  # mkdtemp makes it private; the cache is a normal directory
