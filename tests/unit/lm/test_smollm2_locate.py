@@ -19,7 +19,7 @@ def test_missing_package_names_the_install_command(monkeypatch: pytest.MonkeyPat
     assert not (tmp_path / "models").exists()
 
 
-def test_a_complete_cache_is_used_without_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_complete_cache_is_used_without_the_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     target = tmp_path / "models" / smollm2.CACHE_NAME
     target.mkdir(parents=True)
     (target / "config.json").write_text("{}")
