@@ -1,7 +1,8 @@
 """S3 buckets through boto3: Storj's S3 gateway or any S3 server (tested on SeaweedFS).
 
-Uploads stream from the file with multipart above ``part_bytes``; downloads stream into a
-temporary file next to the destination and are renamed into place. botocore's "standard" retry
+Uploads stream from the file with multipart above ``part_bytes``; downloads fetch parts in
+parallel into a temporary file next to the destination, hash them in order as they complete and
+rename the file into place. botocore's "standard" retry
 mode retries only transient failures (5xx, throttling, dropped connections) with exponential
 backoff and jitter; a 403 or 404 is never retried. Every botocore failure becomes a typed
 hydrafed error.
@@ -15,12 +16,14 @@ prefix and expiry for the peer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -91,6 +94,7 @@ class S3Store:
         not_after: float | None = None,
         part_bytes: int = PART_BYTES,
         max_concurrency: int = 4,
+        download_threads: int = 8,
         max_attempts: int = 5,
         stream_attempts: int = 3,
     ):
@@ -105,6 +109,8 @@ class S3Store:
         self._read_only = read_only
         self._not_after = not_after
         self._stream_attempts = stream_attempts
+        self._part_bytes = part_bytes
+        self._download_threads = download_threads
         config = Config(
             region_name=region,
             s3={"addressing_style": "path" if path_style else "virtual"},
@@ -231,11 +237,72 @@ class S3Store:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            info = self._retry_stream(lambda: self._stream(bucket, key, tmp, byte_range))
+            if byte_range is None:
+                info = self._download_whole(bucket, key, tmp)
+            else:
+                info = self._retry_stream(lambda: self._stream(bucket, key, tmp, byte_range))
             tmp.replace(dest)
             return info
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _download_whole(self, bucket: str, key: str, tmp: Path) -> ObjectInfo:
+        """Parallel ranged GETs written in place, hashed in order as the parts complete.
+
+        The hash of part n runs while later parts still download, so verification costs no extra
+        pass; memory is one chunk per thread (the file's pages are the kernel's page cache).
+        """
+        head = self.stat(bucket, key)
+        if head.size <= self._part_bytes:
+            return self._retry_stream(lambda: self._stream(bucket, key, tmp, None))
+        ranges = [
+            (start, min(start + self._part_bytes, head.size) - 1)
+            for start in range(0, head.size, self._part_bytes)
+        ]
+        digest = hashlib.sha256()
+        with tmp.open("r+b") as out, ThreadPoolExecutor(self._download_threads) as pool:
+            fd = out.fileno()
+            futures = [
+                pool.submit(self._retry_stream, functools.partial(self._fetch_part, bucket, key, fd, r))
+                for r in ranges
+            ]
+            try:
+                for (start, end), future in zip(ranges, futures, strict=True):
+                    future.result()
+                    position = start
+                    while position <= end:
+                        data = os.pread(fd, min(CHUNK_BYTES, end + 1 - position), position)
+                        digest.update(data)
+                        position += len(data)
+            except BaseException:
+                for future in futures:
+                    future.cancel()
+                raise
+        actual = digest.hexdigest()
+        if head.sha256 is not None and actual != head.sha256:
+            raise errors.IntegrityError(
+                f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at upload; "
+                "the object is corrupt and was rejected"
+            )
+        return ObjectInfo(bucket, key, head.size, sha256=actual)
+
+    def _fetch_part(self, bucket: str, key: str, fd: int, byte_range: tuple[int, int]) -> None:
+        start, end = byte_range
+        what = f"get {bucket}/{key} bytes {start}-{end}"
+        with self._mapped(what):
+            response = self._client.get_object(Bucket=bucket, Key=key, Range=f"bytes={start}-{end}")
+        position = start
+        try:
+            with self._mapped(what):
+                for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
+                    os.pwrite(fd, chunk, position)
+                    position += len(chunk)
+        except errors.UnavailableError as exc:
+            raise _BrokenStreamError(str(exc)) from exc
+        if position != end + 1:
+            raise _BrokenStreamError(
+                f"{what}: the server sent {position - start} bytes, expected {end + 1 - start}"
+            )
 
     def _retry_stream(self, fn: Callable[[], _T]) -> _T:
         """botocore retries the request, not a body that breaks mid-stream: restart those."""
