@@ -4,13 +4,16 @@ Usage: python -m bench.storage_throughput [--mb 256] [--rss-mb 1024] [--repeat 2
 
 Both sides talk to the same SeaweedFS (``weed mini`` on loopback) in one run, so the ratio
 hydrafed/boto3 isolates what hydrafed adds (sha256 metadata, verification, temp-file renames).
-Peak RSS is measured in a fresh child process (ru_maxrss), so it is the child's whole footprint:
+A second baseline, boto3 download plus a sha256 pass over the file, is what a caller of raw boto3
+must do to get the same guarantee hydrafed's get gives (peers' files are untrusted).
+Peak RSS is measured in a fresh child process (VmHWM), so it is the child's whole footprint:
 interpreter, boto3 and the transfer buffers. Targets: ratio >= 0.9, peak RSS < 200 MB for 1 GB.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -67,10 +71,17 @@ def _throughput(server: SeaweedS3, work: Path, mb: int, repeat: int) -> dict[str
         timed("hydrafed_put", lambda i=i: store.put(BUCKET, f"hf/{i}", src))
         timed("boto3_get", lambda i=i: raw.download_file(BUCKET, f"raw/{i}", str(work / "raw.out")))
         timed("hydrafed_get", lambda i=i: store.get(BUCKET, f"hf/{i}", work / "hf.out"))
+        timed("boto3_get_sha256", lambda i=i: _download_and_hash(raw, f"raw/{i}", work / "raw.out"))
         (work / "raw.out").unlink()
         (work / "hf.out").unlink()
     src.unlink()
     return best
+
+
+def _download_and_hash(raw: Any, key: str, dest: Path) -> str:
+    raw.download_file(BUCKET, key, str(dest))
+    with dest.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _child(endpoint: str, key_id: str, secret: str, path: str) -> None:
@@ -134,6 +145,7 @@ def main() -> None:
         "rates_mb_s": rates,
         "put_ratio": rates["hydrafed_put"] / rates["boto3_put"],
         "get_ratio": rates["hydrafed_get"] / rates["boto3_get"],
+        "get_ratio_vs_boto3_sha256": rates["hydrafed_get"] / rates["boto3_get_sha256"],
         "rss_object_mb": args.rss_mb,
         "peak_rss_mb": rss,
     }
