@@ -114,6 +114,13 @@ class EdgeRegisterAccessFailedError(UplinkError):
     code = 0x31
 
 
+class DialError(InternalError, errors.UnavailableError):
+    """An internal error that is a failed connection (satellite or node unreachable): transient."""
+
+
+_DIAL_MARKERS = ("tcp connector failed", "dial tcp", "connection refused", "i/o timeout", "no route to host")
+
+
 class LibraryNotFoundError(errors.ConfigError):
     """No libuplink shared library could be found."""
 
@@ -145,6 +152,8 @@ ERRORS: dict[int, type[UplinkError]] = {
 def error_for(code: int, message: str) -> UplinkError:
     """The typed exception for an uplink-c error code; unknown codes still raise UplinkError."""
     cls = ERRORS.get(code)
+    if cls is InternalError and any(marker in message for marker in _DIAL_MARKERS):
+        cls = DialError
     if cls is None:
         return UplinkError(f"libuplink error 0x{code:02x}: {message}", code)
     return cls(f"{message} (libuplink {cls.__name__}, 0x{code:02x})")

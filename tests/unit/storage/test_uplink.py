@@ -145,12 +145,21 @@ def test_every_error_code_maps_to_a_typed_exception(
     assert "boom" in str(error)
 
 
-def test_unreachable_satellite_raises_a_typed_error(tmp_path: Path) -> None:
+def test_unreachable_satellite_is_a_transient_typed_error(tmp_path: Path) -> None:
     grant = make_grant(satellite=SATELLITE.replace(":7777", ":1"))
-    store = open_store(StorageSpec(backend=StorageBackend.STORJ), {"access": grant})
+    store = StorjStore(uplink.parse_access(grant), attempts=1)
+    update = tmp_path / "u"
+    update.write_bytes(b"x" * 100_000)
 
-    with pytest.raises(uplink.UplinkError):
-        store.stat("party-a", "rounds/1/a")
+    with pytest.raises(uplink.DialError) as failed:
+        store.ensure_bucket("party-a")
+    assert isinstance(failed.value, errors.UnavailableError) and failed.value.code == 0x02
+    with pytest.raises(errors.UnavailableError):
+        store.put("party-a", "rounds/1/a", update)
+    with pytest.raises(errors.UnavailableError):
+        store.get("party-a", "rounds/1/a", tmp_path / "down")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["u"]  # no partial or temp file
+    store.close()
 
 
 def test_only_transient_errors_are_retried() -> None:
