@@ -59,17 +59,26 @@ def render(results: list[dict[str, Any]], seconds: float, rounds: int) -> str:
     """The docs section: phase table per store, the scaling plot and how to rerun."""
     ok = [r for r in results if r["ok"]]
     phases = list(_hydrafed.PHASES)
-    header = ["store", "N", *[f"{p} (s)" for p in phases], "round wall (s)", "overhead (s)", "peak PSS (MiB)"]
+    header = [
+        "store",
+        "N",
+        *[f"{p} (s)" for p in phases],
+        "own work (s)",
+        "round wall (s)",
+        "overhead (s)",
+        "peak PSS (MiB)",
+    ]
     rows = []
     for r in results:
         if not r["ok"]:
-            rows.append([r["store"], str(r["parties"]), *["failed"] * (len(phases) + 3)])
+            rows.append([r["store"], str(r["parties"]), *["failed"] * (len(phases) + 4)])
             continue
         rows.append(
             [
                 r["store"],
                 str(r["parties"]),
                 *[_f(r["phases"].get(p)) for p in phases],
+                _f(sum(v for k, v in r["phases"].items() if k not in ("train", "wait"))),
                 _f(r["round_wall"]),
                 _f(r["overhead"]),
                 _f(r["peak_pss_mib"], 0),
@@ -91,7 +100,9 @@ def render(results: list[dict[str, Any]], seconds: float, rounds: int) -> str:
             "in one run of `python -m bench.overhead`. Phases run in parallel across parties, so they "
             "do not add up to the round wall time; overhead = round wall minus the wall time during which "
             "any party trained. `wait` is the time from a party's own confirmed announcement until the "
-            "round's set is complete (it includes slower parties' training). local = directory buckets, "
+            "round's set is complete (it includes slower parties' training). Own work = the phases other "
+            "than train and wait: what one party pays per round on its own machine (here inflated by N "
+            "parties sharing 2 cores). local = directory buckets, "
             "the only store `hydrafed simulate` offers so far: rows for S3 buckets (SeaweedFS on "
             "loopback) need a store option in simulate and are not measured yet.",
             _docs.table(header, rows),
@@ -139,7 +150,14 @@ def main() -> None:
     # option there first.
     parser.add_argument("--stores", nargs="+", default=["local"], choices=["local"])
     parser.add_argument("--skip-docs", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
+    if args.render_only:
+        data = json.loads(RESULTS.read_text())
+        plot(data["results"], PLOT)
+        rounds = int(data.get("rounds", args.rounds))
+        _docs.write_section(HEADING, render(data["results"], data["seconds"], rounds))
+        return
     started = time.perf_counter()
     results = []
     for store in args.stores:
@@ -154,7 +172,7 @@ def main() -> None:
             )
     seconds = time.perf_counter() - started
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"seconds": seconds, "results": results}, indent=1))
+    RESULTS.write_text(json.dumps({"seconds": seconds, "rounds": args.rounds, "results": results}, indent=1))
     if not args.skip_docs:
         plot(results, PLOT)
         _docs.write_section(HEADING, render(results, seconds, args.rounds))
