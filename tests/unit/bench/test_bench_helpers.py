@@ -90,3 +90,49 @@ def test_run_measured_reports_exit_code_wall_and_memory(tmp_path: Path) -> None:
     assert run.wall_seconds >= 1.2
     assert run.peak_pss_mib >= 60
     assert (tmp_path / "log.txt").is_file()
+
+
+def test_simulate_options_reproduce_the_spec() -> None:
+    from bench import _hydrafed
+    from hydrafed.spec import TrainingSpec
+
+    # Plain SGD can only be asked for through the paper preset; explicit options override the rest
+    args = _hydrafed.cli_args(TrainingSpec(rounds=20, learning_rate=0.3, momentum=0.0, local_epochs=1))
+    assert args[:2] == ["--preset", "paper"]
+    assert args[args.index("--lr") + 1] == "0.3"
+    assert args[args.index("--local-epochs") + 1] == "1"
+    assert args[args.index("--rounds") + 1] == "20"
+    assert "--preset" not in _hydrafed.cli_args(TrainingSpec())
+    with pytest.raises(ValueError, match=r"momentum 0\.5"):
+        _hydrafed.cli_args(TrainingSpec(momentum=0.5))
+
+
+def test_round_figures_from_report_phases() -> None:
+    from bench import _hydrafed
+
+    # Prepare: two parties, one round; party b trains longer and waits less
+    zero = dict.fromkeys(_hydrafed.PHASES, 0.0)
+    report = {
+        "parties": [{"federatedAccuracy": [0.9]}, {"federatedAccuracy": [0.9]}],
+        "timings": {
+            "perRound": [
+                {
+                    "round": 1,
+                    "parties": {
+                        "a": {**zero, "train": 1.0, "wait": 0.5, "announce": 0.1},
+                        "b": {**zero, "train": 1.4, "wait": 0.1, "announce": 0.1},
+                    },
+                }
+            ]
+        },
+    }
+
+    # Execute
+    (figures,) = _hydrafed.round_figures(report)
+    phases = _hydrafed.phase_means(report)
+
+    # Assert: wall = mean of per-party sums (1.6, 1.6), train = longest training
+    assert figures.wall == pytest.approx(1.6)
+    assert figures.train == pytest.approx(1.4)
+    assert figures.overhead == pytest.approx(0.2)
+    assert phases["wait"] == pytest.approx(0.3)
