@@ -104,7 +104,9 @@ def render(results: list[dict[str, Any]], seconds: float, rounds: int) -> str:
             "than train and wait: what one party pays per round on its own machine (here inflated by N "
             "parties sharing 2 cores). local = directory buckets, "
             "the only store `hydrafed simulate` offers so far: rows for S3 buckets (SeaweedFS on "
-            "loopback) need a store option in simulate and are not measured yet.",
+            "loopback) need a store option in simulate and are not measured yet. Peak PSS is the summed "
+            "PSS of the process tree, sampled less often the more processes there are (every ~10 s at "
+            "N=29), so a lower bound.",
             _docs.table(header, rows),
             *scaling,
             "![overhead vs N](img/overhead_scaling.png)",

@@ -83,7 +83,8 @@ def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str
         "durations: round wall = mean over parties of the sum of their phases, training = the longest "
         "party's training); means over rounds 2.. (round 1 pays start-up). Outside the rounds "
         "= process wall minus the sum of round walls (interpreter and imports, Ray or party processes "
-        "starting, head open/close, writing results). Peak memory is the summed PSS of the process tree.",
+        "starting, head open/close, writing results). Peak memory is the summed PSS of the process tree, "
+        "sampled (every 0.5 s, less often for large trees), so a lower bound.",
         f"Machine: {_docs.machine()}.",
     ]
     for parties, by_system in sorted(runs.items()):
