@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import random
 import socket
 from pathlib import Path
 from typing import Any
@@ -18,21 +16,9 @@ from typer.testing import CliRunner
 from hydrafed import errors
 from hydrafed.cli import app
 from hydrafed.spec import FederationSpec, TrainingSpec
+from tests.fixtures.ports import free_base_port
 
 pytestmark = pytest.mark.e2e
-
-
-def _free_base_port(count: int) -> int:
-    for _ in range(200):
-        base = random.randint(20000, 60000 - count)
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no free port range")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +34,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, mnist_cache: Path) -> tuple[Pa
     """One 2-party, 2-round federation on 1,000 digits (shared by the assertions below)."""
     out = tmp_path_factory.mktemp("sim") / "run"
     spec = FederationSpec(training=TrainingSpec(rounds=2, local_epochs=1, sample_limit=1000))
-    options = sim.SimulateOptions(parties=2, out=out, api_port=_free_base_port(2), cache=mnist_cache)
+    options = sim.SimulateOptions(parties=2, out=out, api_port=free_base_port(2), cache=mnist_cache)
     report = sim.run_simulation(spec, options, Console(record=True, width=120))
     return out, report
 
@@ -96,7 +82,7 @@ def test_report_ledger_and_plot_are_written(run: tuple[Path, dict[str, Any]]) ->
 
 
 def test_busy_port_names_the_port_and_leaves_nothing(tmp_path: Path, mnist_cache: Path) -> None:
-    port = _free_base_port(2)
+    port = free_base_port(2)
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", port + 1))
         blocker.listen()

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import random
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,22 +10,9 @@ import pytest
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys
 from hydrafed.hydra.devnet import Devnet
+from tests.fixtures.ports import free_base_port
 
 Net = tuple[Devnet, dict[str, client_mod.HydraClient], dict[str, keys.PartyKeys]]
-
-
-def free_base_port(count: int) -> int:
-    """A base port with ``count`` consecutive free ports after it."""
-    for _ in range(200):
-        base = random.randint(20000, 60000 - count)
-        with contextlib.ExitStack() as stack:
-            try:
-                for port in range(base, base + count):
-                    stack.enter_context(socket.socket()).bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return base
-    raise RuntimeError("no free port range found")
 
 
 @pytest.fixture

@@ -124,10 +124,10 @@ def test_wrong_secret_is_access_denied_without_retries(seaweedfs: SeaweedS3) -> 
 
 
 def test_unreachable_endpoint_is_retried_then_unavailable(tmp_path: Path) -> None:
-    from tests.fixtures.seaweedfs import _free_port
+    from tests.fixtures.ports import free_port
 
     store = S3Store(
-        endpoint=f"http://127.0.0.1:{_free_port()}", access_key_id="a", secret_access_key="b", max_attempts=3
+        endpoint=f"http://127.0.0.1:{free_port()}", access_key_id="a", secret_access_key="b", max_attempts=3
     )
     sent: list[str] = []
     store.client.meta.events.register("before-send.s3", lambda **kw: sent.append(kw["request"].url))
