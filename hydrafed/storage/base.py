@@ -8,10 +8,13 @@ nothing of Hydra or training.
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Protocol
+
+from hydrafed import errors
 
 CHUNK_BYTES = 1 << 20
 """Read/write granularity of streamed copies and hashing: memory stays bounded by this."""
@@ -64,6 +67,30 @@ class UpdateStore(Protocol):
     def uri(self, bucket: str, key: str) -> str:
         """The object's address as announced to peers (local://, s3://, sj://)."""
         ...
+
+
+ReadScope = tuple[str, str]
+"""(bucket, key prefix) that a shared, read-only credential may read."""
+
+
+def refuse_write(read_scope: ReadScope | None) -> None:
+    """Stores opened from a shared credential never write or delete."""
+    if read_scope is not None:
+        raise errors.AccessDeniedError("this credential is read-only: writes and deletes are refused")
+
+
+def check_read_scope(read_scope: ReadScope | None, not_after: float | None, bucket: str, key: str) -> None:
+    """A shared credential reads only its bucket and prefix, and only until it expires."""
+    if not_after is not None and time.time() > not_after:
+        raise errors.AccessDeniedError(
+            "the shared credential has expired: ask the bucket owner for a new one"
+        )
+    if read_scope is not None:
+        allowed_bucket, prefix = read_scope
+        if bucket != allowed_bucket or not key.startswith(prefix):
+            raise errors.AccessDeniedError(
+                f"the shared credential only reads {allowed_bucket}/{prefix}*, not {bucket}/{key}"
+            )
 
 
 def sha256_file(path: Path) -> str:

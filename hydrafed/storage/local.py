@@ -16,7 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from hydrafed import errors
-from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo
+from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, check_read_scope, refuse_write
 
 SCHEME = "local"
 
@@ -46,20 +46,10 @@ class LocalStore:
         return self._bucket_dir(bucket).joinpath(*parts)
 
     def _check_write(self) -> None:
-        if self._read_prefix is not None:
-            raise errors.AccessDeniedError("this credential is read-only: writes and deletes are refused")
+        refuse_write(self._read_prefix)
 
     def _check_read(self, bucket: str, key: str) -> None:
-        if self._not_after is not None and time.time() > self._not_after:
-            raise errors.AccessDeniedError(
-                "the shared credential has expired: ask the bucket owner for a new one"
-            )
-        if self._read_prefix is not None:
-            allowed_bucket, prefix = self._read_prefix
-            if bucket != allowed_bucket or not key.startswith(prefix):
-                raise errors.AccessDeniedError(
-                    f"the shared credential only reads {allowed_bucket}/{prefix}*, not {bucket}/{key}"
-                )
+        check_read_scope(self._read_prefix, self._not_after, bucket, key)
 
     # -- UpdateStore ----------------------------------------------------------------------------
     def ensure_bucket(self, bucket: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from hydrafed import errors
 from hydrafed.storage import uplink
-from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, sha256_file
+from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, check_read_scope, refuse_write, sha256_file
 
 SCHEME = "sj"
 GRANT_KIND = "storj"
@@ -80,20 +80,10 @@ class StorjStore:
         return retry_transient(fn, attempts=self._attempts)
 
     def _check_write(self) -> None:
-        if self._read_only is not None:
-            raise errors.AccessDeniedError("this credential is read-only: writes and deletes are refused")
+        refuse_write(self._read_only)
 
     def _check_read(self, bucket: str, key: str) -> None:
-        if self._not_after is not None and time.time() > self._not_after:
-            raise errors.AccessDeniedError(
-                "the shared credential has expired: ask the bucket owner for a new one"
-            )
-        if self._read_only is not None:
-            allowed_bucket, prefix = self._read_only
-            if bucket != allowed_bucket or not key.startswith(prefix):
-                raise errors.AccessDeniedError(
-                    f"the shared credential only reads {allowed_bucket}/{prefix}*, not {bucket}/{key}"
-                )
+        check_read_scope(self._read_only, self._not_after, bucket, key)
 
     # -- UpdateStore ----------------------------------------------------------------------------
     def ensure_bucket(self, bucket: str) -> None:
