@@ -245,3 +245,16 @@ def test_a_forked_child_refuses_to_use_the_go_runtime() -> None:
     os.waitpid(pid, 0)
 
     assert os.read(read, 100) == b"refused"
+
+
+def test_missing_access_names_the_key() -> None:
+    with pytest.raises(errors.ConfigError, match="access"):
+        open_store(StorageSpec.model_validate({"backend": "storj"}), {})
+
+
+def test_error_codes_fall_into_hydrafed_error_families() -> None:
+    assert isinstance(uplink.error_for(0x21, "x"), errors.ObjectNotFoundError)
+    assert isinstance(uplink.error_for(0x09, "x"), errors.AccessDeniedError)
+    assert isinstance(uplink.error_for(0x05, "x"), errors.UnavailableError)
+    unknown = uplink.error_for(0x7F, "new")
+    assert type(unknown) is uplink.UplinkError and "0x7f" in str(unknown)
