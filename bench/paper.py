@@ -133,7 +133,9 @@ def render(rows: list[Row], seconds: float) -> str:
         )
     defaults = TrainingSpec()
     identical = (
-        "checked in every row" if all(r.identical_weights for r in rows) else "NOT in every row: see results"
+        "checked in every row"
+        if all(r.identical_weights for r in rows if r.federated)
+        else "NOT in every row: see results"
     )
     return "\n\n".join(
         [
@@ -148,7 +150,9 @@ def render(rows: list[Row], seconds: float) -> str:
             "Fashion-MNIST: Debian `dataset-fashion-mnist`, 60,000 train IID / 10,000 test.",
             _docs.table(header, body),
             *[
-                f"{r.dataset} N={r.parties} {r.preset}: `hydrafed simulate` failed: {r.error}"
+                f"{r.dataset} N={r.parties} {r.preset}: `hydrafed simulate` failed: {r.error} "
+                "(plain SGD at this learning rate diverged; announcements refuse non-finite metrics, "
+                "so the run stops)"
                 for r in rows
                 if r.error
             ],
