@@ -8,6 +8,8 @@ nothing of Hydra or training.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -91,6 +93,17 @@ def check_read_scope(read_scope: ReadScope | None, not_after: float | None, buck
             raise errors.AccessDeniedError(
                 f"the shared credential only reads {allowed_bucket}/{prefix}*, not {bucket}/{key}"
             )
+
+
+def download_target(dest: Path, byte_range: tuple[int, int] | None) -> tuple[Path, Path]:
+    """Check an inclusive byte range and make the temp file a download streams into before rename."""
+    if byte_range is not None and (byte_range[0] < 0 or byte_range[1] < byte_range[0]):
+        raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
+    os.close(fd)
+    return dest, Path(tmp_name)
 
 
 def sha256_file(path: Path) -> str:

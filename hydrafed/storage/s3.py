@@ -20,7 +20,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +44,14 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceededError
 
 from hydrafed import errors
-from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, check_read_scope, refuse_write, sha256_file
+from hydrafed.storage.base import (
+    CHUNK_BYTES,
+    ObjectInfo,
+    check_read_scope,
+    download_target,
+    refuse_write,
+    sha256_file,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -219,13 +225,7 @@ class S3Store:
         sha256 of the bytes written, so callers need not hash the file again.
         """
         self._check_read(bucket, key)
-        if byte_range is not None and (byte_range[0] < 0 or byte_range[1] < byte_range[0]):
-            raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
-        os.close(fd)
-        tmp = Path(tmp_name)
+        dest, tmp = download_target(dest, byte_range)
         try:
             if byte_range is None:
                 info = self._download_whole(bucket, key, tmp)

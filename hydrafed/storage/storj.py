@@ -14,8 +14,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -24,7 +22,14 @@ from typing import Any, BinaryIO, TypeVar
 
 from hydrafed import errors
 from hydrafed.storage import uplink
-from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, check_read_scope, refuse_write, sha256_file
+from hydrafed.storage.base import (
+    CHUNK_BYTES,
+    ObjectInfo,
+    check_read_scope,
+    download_target,
+    refuse_write,
+    sha256_file,
+)
 
 SCHEME = "sj"
 GRANT_KIND = "storj"
@@ -108,13 +113,7 @@ class StorjStore:
         self, bucket: str, key: str, dest: Path, *, byte_range: tuple[int, int] | None = None
     ) -> ObjectInfo:
         self._check_read(bucket, key)
-        if byte_range is not None and (byte_range[0] < 0 or byte_range[1] < byte_range[0]):
-            raise errors.ConfigError(f"byte_range {byte_range}: need 0 <= start <= end (inclusive)")
-        dest = Path(dest)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
-        os.close(fd)
-        tmp = Path(tmp_name)
+        dest, tmp = download_target(dest, byte_range)
         offset, length = (byte_range[0], byte_range[1] - byte_range[0] + 1) if byte_range else (0, -1)
 
         digests: list[Any] = []
