@@ -68,11 +68,13 @@ def min_lovelace(output: pycardano.TransactionOutput, params: LedgerParams) -> i
     """Min-ADA of an output: ``(160 + size of its CBOR) * utxoCostPerByte``."""
     simple = isinstance(output.amount, int) and output.datum is None and output.datum_hash is None
     if simple and output.script is None and not output.post_alonzo:
-        # Same bytes as pycardano's legacy [address, coin] encoding, without its type checks.
-        size = len(cbor2.dumps([bytes(output.address.to_primitive()), output.amount]))
-    else:
-        size = len(output.to_cbor())
-    return (MIN_UTXO_OVERHEAD + size) * params.utxo_cost_per_byte
+        return min_lovelace_ada_only(bytes(output.address.to_primitive()), int(output.amount), params)
+    return (MIN_UTXO_OVERHEAD + len(output.to_cbor())) * params.utxo_cost_per_byte
+
+
+def min_lovelace_ada_only(address: bytes, coin: int, params: LedgerParams) -> int:
+    """Min-ADA of an ADA-only output in the legacy ``[address, coin]`` encoding."""
+    return (MIN_UTXO_OVERHEAD + len(cbor2.dumps([address, coin]))) * params.utxo_cost_per_byte
 
 
 @dataclasses.dataclass(frozen=True)

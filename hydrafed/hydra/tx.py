@@ -10,6 +10,7 @@ floats, so metric values travel as decimal strings.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import logging
 import math
@@ -113,23 +114,50 @@ def _to_address(addr: str | pycardano.Address) -> pycardano.Address:
         raise errors.ConfigError(f"peer_addresses: {addr!r} is not a bech32 Cardano address") from exc
 
 
-def select_inputs(
-    utxo: Mapping[str, pycardano.TransactionOutput], owner: pycardano.Address
-) -> list[tuple[str, pycardano.TransactionOutput]]:
-    """The owner's ADA-only outputs, largest first, at most MAX_INPUTS (consolidating dust)."""
-    mine = [
-        (key, out)
-        for key, out in utxo.items()
-        if out.address.payment_part == owner.payment_part
-        and isinstance(out.amount, int | pycardano.Value)
-        and (isinstance(out.amount, int) or not out.amount.multi_asset)
-    ]
+@functools.lru_cache(maxsize=1024)
+def _address_bytes(addr: str | pycardano.Address) -> bytes:
+    """Raw address bytes; cached because bech32 decoding dominates building a tx."""
+    return bytes(_to_address(addr).to_primitive())
 
-    def coin(item: tuple[str, pycardano.TransactionOutput]) -> int:
-        amount = item[1].amount
-        return amount if isinstance(amount, int) else amount.coin
 
-    mine.sort(key=lambda item: (-coin(item), item[0]))
+_NOT_ADA_ONLY = ("datum", "datumhash", "inlineDatum", "inlineDatumRaw", "inlineDatumhash", "referenceScript")
+
+
+def _lovelace_only(out: Any) -> int | None:
+    """The coin of an ADA-only output (pycardano or API JSON); None for anything else."""
+    if isinstance(out, pycardano.TransactionOutput):
+        if out.datum is not None or out.datum_hash is not None or out.script is not None:
+            return None
+        amount = out.amount
+        if isinstance(amount, pycardano.Value):
+            return None if amount.multi_asset else int(amount.coin)
+        return int(amount)
+    if isinstance(out, Mapping) and not any(out.get(f) is not None for f in _NOT_ADA_ONLY):
+        value = out.get("value")
+        if isinstance(value, Mapping) and set(value) == {"lovelace"} and isinstance(value["lovelace"], int):
+            return value["lovelace"]
+    return None
+
+
+def select_inputs(utxo: Mapping[str, Any], owner: pycardano.Address) -> list[tuple[str, int]]:
+    """The owner's ADA-only outputs as ``(txin, lovelace)``, largest first, at most MAX_INPUTS.
+
+    ``utxo`` is the API's JSON (``GET /snapshot/utxo``) or pycardano outputs. Outputs that carry
+    tokens, datums or scripts are left alone: a peer cannot block our announcements by paying us
+    something odd. Spending up to MAX_INPUTS consolidates the 1 ADA payments peers send us.
+    """
+    owner_text = str(owner)
+    mine: list[tuple[str, int]] = []
+    for key, out in utxo.items():
+        if isinstance(out, pycardano.TransactionOutput):
+            if out.address.payment_part != owner.payment_part:
+                continue
+        elif not (isinstance(out, Mapping) and out.get("address") == owner_text):
+            continue
+        coin = _lovelace_only(out)
+        if coin is not None:
+            mine.append((key, coin))
+    mine.sort(key=lambda item: (-item[1], item[0]))
     return mine[:MAX_INPUTS]
 
 
@@ -146,6 +174,10 @@ def build_announcement_tx(
 ) -> dict[str, str]:
     """Build and sign the announcement; return the text envelope for NewTx / POST /transaction.
 
+    The body, witness set and metadata are encoded with cbor2 (a Conway body: inputs, outputs,
+    fee, auxiliary-data hash; outputs in the legacy ``[address, coin]`` form). pycardano's
+    type-checked encoder cost most of the ~10 ms per tx, and every party builds one per round.
+
     Parameters
     ----------
     utxo:
@@ -159,57 +191,46 @@ def build_announcement_tx(
     _metric_keys_ok(announcement.metrics)
     params = ledger.LedgerParams.from_json(protocol_parameters)
     own = keys.address(network)
-    own_text = str(own)
-    parsed = {  # parse only the party's own outputs: bech32 decoding every entry is the slow part
-        k: (v if isinstance(v, pycardano.TransactionOutput) else utxo_mod.txout_from_json(v))
-        for k, v in utxo.items()
-        if isinstance(v, pycardano.TransactionOutput)
-        or (isinstance(v, Mapping) and v.get("address") == own_text)
-    }
-    chosen = select_inputs(parsed, own)
+    chosen = select_inputs(utxo, own)
     if not chosen:
         raise errors.HeadError(
             f"party {keys.name} has no ADA-only UTxO at {own} in the head; "
             "commit funds first (funding.commit_funds)"
         )
-    inputs = [utxo_mod.parse_txin(k) for k, _ in chosen]
-    total_in = sum(out.amount if isinstance(out.amount, int) else out.amount.coin for _, out in chosen)
+    inputs = []
+    for key, _ in chosen:
+        txin = utxo_mod.parse_txin(key)
+        inputs.append([bytes(txin.transaction_id.payload), txin.index])
+    total_in = sum(coin for _, coin in chosen)
 
-    outputs: list[pycardano.TransactionOutput] = []
+    outputs: list[list[Any]] = []
     for addr in peer_addresses:
-        out = pycardano.TransactionOutput(_to_address(addr), lovelace_per_peer)
-        need = ledger.min_lovelace(out, params)
+        raw = _address_bytes(addr)
+        need = ledger.min_lovelace_ada_only(raw, lovelace_per_peer, params)
         if lovelace_per_peer < need:
             raise errors.ConfigError(
                 f"lovelace_per_peer: {lovelace_per_peer} is below the min-ADA of {need} for {addr}; raise it"
             )
-        outputs.append(out)
+        outputs.append([raw, lovelace_per_peer])
 
-    aux = pycardano.AuxiliaryData(
-        pycardano.AlonzoMetadata(metadata=pycardano.Metadata({label: announcement_metadata(announcement)}))
-    )
-    aux_cbor = aux.to_cbor()
-    aux_hash = pycardano.AuxiliaryDataHash(hashlib.blake2b(aux_cbor, digest_size=32).digest())
+    aux_cbor = cbor2.dumps(cbor2.CBORTag(259, {0: {label: announcement_metadata(announcement)}}))
+    aux_hash = hashlib.blake2b(aux_cbor, digest_size=32).digest()
+    own_raw = bytes(own.to_primitive())
+    vkey = bytes(keys.payment_verification_key.payload)
     fee = 0
     for _ in range(3):  # fee depends on size, size barely on fee: converges in two passes
         change = total_in - lovelace_per_peer * len(outputs) - fee
-        change_out = pycardano.TransactionOutput(own, max(change, 0))
-        need = ledger.min_lovelace(change_out, params)
+        need = ledger.min_lovelace_ada_only(own_raw, max(change, 0), params)
         if change < need:
             raise errors.HeadError(
                 f"party {keys.name} holds {total_in} lovelace in the head but the announcement needs "
                 f"{lovelace_per_peer * len(outputs) + fee + need} (peers + fee + min-ADA change); "
                 "commit more funds"
             )
-        body = pycardano.TransactionBody(
-            inputs=inputs, outputs=[*outputs, change_out], fee=fee, auxiliary_data_hash=aux_hash
-        )
-        # Serialise each part once and assemble the tx array by hand: pycardano's encoder
-        # type-checks every field, and re-encoding the body for the id and the size doubled the cost.
-        body_cbor = body.to_cbor()
+        body_cbor = cbor2.dumps({0: inputs, 1: [*outputs, [own_raw, change]], 2: fee, 7: aux_hash})
         body_hash = hashlib.blake2b(body_cbor, digest_size=32).digest()
         signature = keys.payment_signing_key.sign(body_hash)
-        witness_cbor = cbor2.dumps({0: [[bytes(keys.payment_verification_key.payload), signature]]})
+        witness_cbor = cbor2.dumps({0: [[vkey, signature]]})
         tx_cbor = b"\x84" + body_cbor + witness_cbor + b"\xf5" + aux_cbor
         needed_fee = ledger.min_fee(len(tx_cbor), params)
         if needed_fee <= fee:
@@ -269,10 +290,21 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
 def tx_signers(envelope: Mapping[str, Any]) -> set[str]:
     """Payment key hashes (hex) of the tx's vkey witnesses: who really sent it.
 
-    The ``party`` field of an announcement is a claim; compare it with these hashes.
+    The ``party`` field of an announcement is a claim; compare it with these hashes. Every party
+    reads every peer's tx each round, so the witness set is read with cbor2 rather than
+    pycardano's type-checked decoder (milliseconds per tx, N^2 per round).
     """
     try:
-        tx = pycardano.Transaction.from_cbor(str(envelope["cborHex"]))
-    except (KeyError, ValueError, pycardano.DecodingException, pycardano.DeserializeException):
+        witness_set = cbor2.loads(cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))[1])
+    except (KeyError, ValueError, errors.HeadError, cbor2.CBORDecodeError):
         return set()
-    return {bytes(w.vkey.hash().payload).hex() for w in tx.transaction_witness_set.vkey_witnesses or []}
+    vkey_witnesses = witness_set.get(0, []) if isinstance(witness_set, dict) else []
+    if isinstance(vkey_witnesses, cbor2.CBORTag) and vkey_witnesses.tag == 258:
+        vkey_witnesses = vkey_witnesses.value
+    if not isinstance(vkey_witnesses, list):
+        return set()
+    return {
+        hashlib.blake2b(w[0], digest_size=28).hexdigest()
+        for w in vkey_witnesses
+        if isinstance(w, list) and len(w) == 2 and isinstance(w[0], bytes)
+    }

@@ -64,6 +64,11 @@ def test_announcement_round_trip_passes_the_ledger() -> None:
     assert amounts[:3] == [1_000_000] * 3
     assert amounts[3] == 50_000_000 - 3_000_000
     assert tx.tx_signers(env) == {me.participant_id}
+    # pycardano's own decoder reads the hand-encoded CBOR as the same Conway tx.
+    decoded = pycardano.Transaction.from_cbor(env["cborHex"])
+    assert decoded.id.payload.hex() == env["txId"]
+    assert decoded.transaction_body.fee == ledger.min_fee(len(bytes.fromhex(env["cborHex"])), PARAMS)
+    assert [str(o.address) for o in decoded.transaction_body.outputs[:3]] == [str(p.address()) for p in peers]
 
 
 def test_long_strings_are_split_at_64_bytes() -> None:
@@ -155,3 +160,30 @@ def test_decode_returns_none_for_other_txs_and_malformed_metadata() -> None:
     assert tx.decode_announcement({"cborHex": bad.to_cbor_hex()}) is None
     assert tx.decode_announcement({"cborHex": "zz"}) is None
     assert tx.decode_announcement({}) is None
+
+
+def test_tx_signers_of_unreadable_envelopes_are_empty() -> None:
+    # A peer's tx that does not decode names no signer, so the round book never counts it.
+    assert tx.tx_signers({}) == set()
+    assert tx.tx_signers({"cborHex": "zz"}) == set()
+    assert tx.tx_signers({"cborHex": "84a0a0f5f6"[:-2]}) == set()
+    assert tx.tx_signers({"cborHex": "84a0a0f5f6"}) == set()  # well-formed, no witnesses
+
+
+def test_outputs_with_tokens_or_datums_are_not_spent() -> None:
+    # A peer could pay us an output with a datum or a token; our announcements must still build.
+    me, peers, head_utxo = _setup()
+    own = str(me.address())
+    head_utxo["22" * 32 + "#0"] = {"address": own, "value": {"lovelace": 90_000_000}, "inlineDatum": 1}
+    head_utxo["33" * 32 + "#1"] = {"address": own, "value": {"lovelace": 80_000_000, "ab" * 28: {"": 1}}}
+
+    env = tx.build_announcement_tx(
+        _announcement(),
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[str(p.address()) for p in peers],
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+    )
+
+    spent = pycardano.Transaction.from_cbor(env["cborHex"]).transaction_body.inputs
+    assert [i.transaction_id.payload.hex() for i in spent] == ["11" * 32]
