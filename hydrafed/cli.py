@@ -186,6 +186,10 @@ def simulate(
     ] = True,
 ) -> None:
     """Run a whole federation on this machine: devnet head, local buckets, one process per party."""
+    from hydrafed.worker import processes  # type: ignore[import-not-found,unused-ignore]
+
+    processes.start_early()  # its imports overlap ours below
+
     import pydantic
 
     from hydrafed import spec as spec_mod

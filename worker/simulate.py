@@ -2,8 +2,9 @@
 
 The parent process starts the devnet (N emulated hydra-nodes) and one local bucket per party,
 opens and funds the head through ``HeadController``, then runs N ``PartyWorker`` processes
-(multiprocessing spawn, one torch thread each) that train, upload, announce, wait for the
-confirmed ledger, verify and aggregate exactly as they would on Kubernetes. Afterwards it trains
+(one torch thread each) that train, upload, announce, wait for the confirmed ledger, verify and
+aggregate exactly as they would on Kubernetes. The processes are forked from a fork server that
+has imported torch and the worker once (``hydrafed.worker.processes``). Afterwards it trains
 the baselines (each party alone with the same budget, and all data pooled), closes the head
 (Close, contestation, Fanout) and writes the report. Everything is written to a hidden
 directory beside ``out`` and renamed into place at the end, so a failed run never leaves a
@@ -28,6 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from hydrafed.worker import processes as processes_mod
 from hydrafed.worker import report as report_mod
 from hydrafed.worker.party import Member, PartyConfig, PartyResult, PartyWorker
 from hydrafed.worker.tasks import build_task
@@ -67,7 +69,7 @@ def party_names(parties: int) -> list[str]:
 def _party_process(
     config: PartyConfig, party_index: int, parties: int, cache: Path | None, events: Any
 ) -> None:
-    """Entry point of one party process (spawned): build the task, run the rounds, report."""
+    """Entry point of one party process: build the task, run the rounds, report."""
     import torch
 
     torch.set_num_threads(1)
@@ -103,7 +105,10 @@ def _baseline_curve(spec: TrainingSpec, party_index: int, parties: int, cache: P
 
 async def _open_head(urls: dict[str, str], keys: dict[str, keys_mod.PartyKeys]) -> str:
     async with contextlib.AsyncExitStack() as stack:
-        clients = {n: await stack.enter_async_context(client_mod.HydraClient(u)) for n, u in urls.items()}
+        clients = {
+            n: await stack.enter_async_context(client_mod.HydraClient(u, snapshot_utxo=False))
+            for n, u in urls.items()
+        }
         controller = HeadController(clients)
         head_id = await controller.open()
         await controller.fund(keys)
@@ -111,9 +116,10 @@ async def _open_head(urls: dict[str, str], keys: dict[str, keys_mod.PartyKeys]) 
 
 
 async def _close_head(urls: dict[str, str]) -> dict[str, Any]:
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {n: await stack.enter_async_context(client_mod.HydraClient(u)) for n, u in urls.items()}
-        result = await HeadController(clients).close_and_fanout()
+    """Close and fan out through the first party's node: one party is enough to close."""
+    first = min(urls)
+    async with client_mod.HydraClient(urls[first], snapshot_utxo=False) as client:
+        result = await HeadController({first: client}).close_and_fanout()
         return {"headId": result.head_id, "finalizedUTxO": dict(result.finalized_utxo)}
 
 
@@ -291,7 +297,7 @@ def _run_in(
             )
             for n in names
         ]
-        context = multiprocessing.get_context("spawn")
+        context = processes_mod.party_context()
         events = context.Queue()
         processes = [
             context.Process(
