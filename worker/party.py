@@ -190,7 +190,9 @@ class PartyWorker:
     async def run(self) -> PartyResult:
         """All rounds of the spec; raises on the first error (the round never goes on without it)."""
         records: list[RoundReport] = []
-        async with client_mod.HydraClient(self.config.api_url) as client:
+        # The party reads the UTxO over HTTP when it builds a tx; the UTxO in every
+        # SnapshotConfirmed (thousands of entries late in a run) is not worth parsing.
+        async with client_mod.HydraClient(self.config.api_url, snapshot_utxo=False) as client:
             follower = asyncio.create_task(self._follow(client))
             self._follower = follower
             try:

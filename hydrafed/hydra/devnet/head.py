@@ -118,6 +118,7 @@ class Head:
         self.ever_opened = False
         self.utxo: utxo_mod.UTxO = {}
         self._utxo_json: dict[str, JSON] = {}  # JSON mirror of self.utxo, kept in step
+        self._utxo_text: str | None = None  # its serialised form, until the next change
         self.l1: utxo_mod.UTxO = {}
         self.snapshot_number = 0
         self.version = 0
@@ -188,14 +189,14 @@ class Head:
         if tag == "HeadIsOpen":
             self.status, self.head_id, self.ever_opened = "Open", msg["headId"], True
             self.utxo, self.snapshot_number, self.version, self.last_snapshot = {}, 0, 0, None
-            self._utxo_json = {}
+            self._utxo_json, self._utxo_text = {}, None
         elif tag == "SnapshotConfirmed":
             snap = msg["snapshot"]
             self.snapshot_number = snap["number"]
             self.version = snap["version"]
             if not live:  # live, self.utxo already is this snapshot's UTxO
                 self.utxo = utxo_mod.utxo_from_json(snap["utxo"])
-                self._utxo_json = dict(snap["utxo"])
+                self._utxo_json, self._utxo_text = dict(snap["utxo"]), None
             self.last_snapshot = msg
         elif tag == "CommitRecorded":
             self.deposits[msg["pendingDeposit"]] = {
@@ -213,6 +214,7 @@ class Head:
             if dep is not None:
                 self.utxo.update(utxo_mod.utxo_from_json(dep["utxo"]))
                 self._utxo_json.update(dep["utxo"])
+                self._utxo_text = None
                 self.version += 1
         elif tag == "HeadIsClosed":
             self.status = "Closed"
@@ -283,6 +285,12 @@ class Head:
 
     def utxo_json(self) -> JSON:
         return {key: self._utxo_json[key] for key in sorted(self._utxo_json)}
+
+    def utxo_text(self) -> str:
+        """``utxo_json()`` serialised, kept until the UTxO changes: every party reads it each round."""
+        if self._utxo_text is None:
+            self._utxo_text = json.dumps(self.utxo_json())
+        return self._utxo_text
 
     def env(self, i: int) -> JSON:
         parties = self.config.parties
@@ -385,6 +393,7 @@ class Head:
         for key in valid.spent:
             del self._utxo_json[key]
         self._utxo_json.update({key: utxo_mod.txout_to_json(out) for key, out in valid.produced.items()})
+        self._utxo_text = None
         self.pending_txs.append(valid.envelope())
         self.emit({"tag": "TxValid", "headId": self.head_id, "transactionId": valid.tx_id})
         if not self._snapshot_scheduled:

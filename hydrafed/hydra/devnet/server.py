@@ -207,7 +207,7 @@ class Devnet:
         if route == ("GET", "/snapshot/utxo"):
             if not head.ever_opened:
                 return web.json_response("Head is not open", status=404)
-            return web.json_response(head.utxo_json())
+            return web.Response(text=head.utxo_text(), content_type="application/json")
         if route == ("GET", "/snapshot"):
             if not head.ever_opened:
                 return web.json_response("Head is not open", status=404)
