@@ -88,7 +88,7 @@ def fetch_verified(store: UpdateStore, bucket: str, key: str, dest: Path, sha256
     tmp = Path(tmp_name)
     try:
         info = store.get(bucket, key, tmp)
-        # s3 and storj hash while they download and return the digest of the bytes written
+        # every backend hashes while it downloads and returns the digest of the bytes written
         actual = info.sha256 if info.sha256 is not None else sha256_file(tmp)
         if actual != sha256.lower():
             raise errors.IntegrityError(

@@ -30,7 +30,8 @@ class ObjectInfo:
     key: str
     size: int
     sha256: str | None = None
-    """Hex sha256 the store recorded at upload, when the backend keeps one (s3, storj)."""
+    """Hex sha256. From ``put``/``stat``/``list``: what the store recorded at upload, when the
+    backend keeps one (s3, storj). From a whole-object ``get``: the digest of the bytes written."""
 
 
 class UpdateStore(Protocol):

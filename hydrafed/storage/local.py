@@ -7,6 +7,7 @@ bucket, the prefix and an expiry; ``open_shared`` turns it into a read-only stor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -84,12 +85,15 @@ class LocalStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         start, end = byte_range if byte_range else (0, source.stat().st_size - 1)
         remaining = max(0, end - start + 1)
+        digest = hashlib.sha256()  # hash while copying, like s3 and storj: one pass over the bytes
         with source.open("rb") as src, dest.open("wb") as out:
             src.seek(start)
             while remaining > 0 and (chunk := src.read(min(CHUNK_BYTES, remaining))):
                 out.write(chunk)
+                digest.update(chunk)
                 remaining -= len(chunk)
-        return ObjectInfo(bucket, key, source.stat().st_size)
+        actual = None if byte_range else digest.hexdigest()
+        return ObjectInfo(bucket, key, source.stat().st_size, sha256=actual)
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         self._check_read(bucket, key)

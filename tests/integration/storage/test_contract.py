@@ -3,6 +3,7 @@ STORJ_ACCESS is set). The round engine relies on exactly these behaviours."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -87,6 +88,7 @@ def test_put_get_roundtrip_ranges_and_uri(backend: Backend, prefix: str, tmp_pat
 
     assert put.size == got.size == part.size == tail.size == len(data)
     assert (tmp_path / "down").read_bytes() == data
+    assert got.sha256 == hashlib.sha256(data).hexdigest()  # hashed while downloading, every backend
     assert (tmp_path / "part").read_bytes() == data[1000:2000]
     assert (tmp_path / "tail").read_bytes() == data[-5:]
     uri = backend.store.uri(backend.bucket, key)
