@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -258,6 +259,19 @@ class PartyWorker:
             except TimeoutError:
                 continue
 
+    def _load_peers(
+        self, entries: list[ConfirmedAnnouncement], inbox: Path, reference: Mapping[str, torch.Tensor]
+    ) -> list[tuple[Update, float, float]]:
+        """Download and verify each peer's announced update (``load_peer_update``), in order."""
+        loaded = []
+        for entry in entries:
+            party = entry.announcement.party
+            store = self.peer_stores.get(party)
+            if store is None:
+                raise errors.ConfigError(f"no read grant from {party}: ask {party} to share its bucket")
+            loaded.append(load_peer_update(store, entry, inbox / f"{party}.safetensors", reference))
+        return loaded
+
     async def _round(
         self,
         client: client_mod.HydraClient,
@@ -328,26 +342,19 @@ class PartyWorker:
 
         self._report(round_no, "aggregating")
         entries = self.book.round_announcements(round_no)
-        updates: list[Update] = []
-        timings["download"] = timings["verify"] = 0.0
         for entry in entries:
-            party = entry.announcement.party
-            if party == name:
-                if entry.announcement.sha256 != digest:
-                    raise errors.IntegrityError(
-                        f"the ledger holds another hash for {name}'s own round {round_no} update"
-                    )
-                updates.append(Update(name, result.samples, local_state))
-                continue
-            store = self.peer_stores.get(party)
-            if store is None:
-                raise errors.ConfigError(f"no read grant from {party}: ask {party} to share its bucket")
-            update, download_s, verify_s = await asyncio.to_thread(
-                load_peer_update, store, entry, round_dir / "peers" / f"{party}.safetensors", local_state
-            )
-            timings["download"] += download_s
-            timings["verify"] += verify_s
-            updates.append(update)
+            if entry.announcement.party == name and entry.announcement.sha256 != digest:
+                raise errors.IntegrityError(
+                    f"the ledger holds another hash for {name}'s own round {round_no} update"
+                )
+        peer_entries = [e for e in entries if e.announcement.party != name]
+        # One worker-thread hop for all peers: each hop costs a wake-up of the event loop.
+        loaded = await asyncio.to_thread(self._load_peers, peer_entries, round_dir / "peers", local_state)
+        timings["download"] = sum(download_s for _, download_s, _ in loaded)
+        timings["verify"] = sum(verify_s for _, _, verify_s in loaded)
+        by_party = {update.party: update for update, _, _ in loaded}
+        by_party[name] = Update(name, result.samples, local_state)
+        updates = [by_party[e.announcement.party] for e in entries]
 
         started = time.perf_counter()
         aggregated: AggregationResult = self.aggregator.aggregate(
@@ -360,6 +367,7 @@ class PartyWorker:
         started = time.perf_counter()
         evaluation = await asyncio.to_thread(self.task.evaluate)
         timings["evaluate"] = time.perf_counter() - started
+        shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
         own = self.book.rounds[round_no][name]
         self._report(round_no, "aggregated", metrics=dict(evaluation), timings=dict(timings))
         record = RoundReport(

@@ -21,8 +21,10 @@ def fedavg(updates: Sequence[Update]) -> dict[str, torch.Tensor]:
     for key in sorted(ordered[0].tensors):
         reference = ordered[0].tensors[key]
         acc = torch.zeros(reference.shape, dtype=torch.float64)
+        scratch = torch.empty_like(acc)  # one buffer for every update: no allocation per tensor
         for update in ordered:
-            acc += update.tensors[key].detach().to("cpu", torch.float64) * float(update.samples)
+            scratch.copy_(update.tensors[key].detach())
+            acc += scratch.mul_(float(update.samples))
         acc /= total
         if reference.dtype.is_floating_point or reference.dtype.is_complex:
             result[key] = acc.to(reference.dtype)
