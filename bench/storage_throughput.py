@@ -28,7 +28,7 @@ from botocore.config import Config
 
 from hydrafed.spec import StorageSpec
 from hydrafed.storage import open_store
-from tests.fixtures.seaweedfs import SeaweedS3
+from hydrafed.storage.seaweedfs import SeaweedS3
 
 BUCKET = "party-a"
 

@@ -10,7 +10,7 @@ import pytest
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys
 from hydrafed.hydra.devnet import Devnet
-from tests.fixtures.ports import free_base_port
+from hydrafed.ports import free_base_port
 
 Net = tuple[Devnet, dict[str, client_mod.HydraClient], dict[str, keys.PartyKeys]]
 

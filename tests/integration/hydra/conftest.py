@@ -11,7 +11,7 @@ import pytest
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import funding, keys, messages
 from hydrafed.hydra.devnet import Devnet
-from tests.fixtures.ports import free_base_port
+from hydrafed.ports import free_base_port
 
 DevnetFactory = Callable[..., Awaitable[Devnet]]
 

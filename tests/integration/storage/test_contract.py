@@ -16,7 +16,7 @@ import pytest
 from hydrafed import errors
 from hydrafed.spec import StorageBackend, StorageSpec
 from hydrafed.storage import UpdateStore, fetch_verified, open_shared, open_store, sha256_file, split_uri
-from tests.fixtures.seaweedfs import SeaweedS3
+from hydrafed.storage.seaweedfs import SeaweedS3
 
 pytestmark = pytest.mark.integration
 

