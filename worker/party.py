@@ -9,7 +9,7 @@ every party aggregates the same updates and ends each round with bit-identical w
 Public API::
 
     Member(name, address, key_hash, bucket, grant)
-    PartyConfig(fed, name, members, spec, api_url, keys_dir, work_dir)   # picklable
+    PartyConfig(fed, name, members, spec, api_url, keys_dir, work_dir, ...)   # picklable
     PartyWorker(config, task, *, progress=None).run() -> PartyResult     (async)
     load_peer_update(store, entry, dest, reference) -> Update            # verify + safetensors load
     state_sha256(tensors) -> str                                          # digest of a global state
@@ -75,6 +75,8 @@ class PartyConfig:
     keys_dir: Path
     work_dir: Path
     network: keys_mod.NetworkName = "testnet"
+    storage_credentials: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    """Keys of the party's own bucket (s3, storj); a secret, so kept out of repr and logs."""
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.members]
@@ -172,7 +174,7 @@ class PartyWorker:
         self.task = task
         self.progress = progress or (lambda _msg: None)
         self.keys = keys_mod.load_party_keys(Path(config.keys_dir), config.name)
-        self.store = open_store(self.spec.storage)
+        self.store = open_store(self.spec.storage, config.storage_credentials)
         self.members = {m.name: m for m in config.members}
         self.peer_stores = {m.name: open_shared(m.grant) for m in config.members if m.name != config.name}
         self.spec_hash = rounds_mod.spec_hash(self.spec)

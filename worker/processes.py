@@ -18,7 +18,10 @@ import multiprocessing.forkserver
 PRELOAD = ("torch", "torch._dynamo", "hydrafed.worker.party", "hydrafed.worker.tasks")
 
 
-def party_context() -> multiprocessing.context.BaseContext:
+PartyContext = multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext
+
+
+def party_context() -> PartyContext:
     """The multiprocessing context for party and baseline processes (spawn where fork is missing)."""
     if "forkserver" not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context("spawn")

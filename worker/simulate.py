@@ -59,6 +59,45 @@ class SimulateOptions:
     contestation_period: float = 1.0
     deposit_activation: float = 0.05
     cache: Path | None = None
+    store: str = "local"
+    """Where the parties' buckets live: ``local`` directories or ``seaweedfs``, a real S3 server."""
+
+
+STORES = ("local", "seaweedfs")
+
+
+@dataclass(frozen=True)
+class _Buckets:
+    """The storage every party uses: the spec's storage section, owner keys and read grants."""
+
+    storage: StorageSpec
+    credentials: dict[str, dict[str, str]]
+    grants: dict[str, str]
+
+
+def _open_buckets(
+    work: Path, spec: FederationSpec, options: SimulateOptions, names: list[str], stack: contextlib.ExitStack
+) -> _Buckets:
+    """One bucket per party, owned by it, with a read-only grant for its peers."""
+    if options.store == "local":
+        storage_spec = StorageSpec(backend=StorageBackend.LOCAL, root=str(work / "buckets"))
+        credentials: dict[str, dict[str, str]] = {n: {} for n in names}
+    elif options.store == "seaweedfs":
+        from hydrafed.storage import seaweedfs
+
+        server = seaweedfs.SeaweedS3.start(work / "seaweedfs", names)
+        stack.callback(server.stop)
+        storage_spec = StorageSpec(backend=StorageBackend.S3, endpoint=server.endpoint, path_style=True)
+        credentials = {n: server.credentials(n, reader_for=seaweedfs.ALL_PEERS) for n in names}
+    else:
+        raise errors.ConfigError(f"--store {options.store!r} is unknown: use one of {', '.join(STORES)}")
+    grants = {}
+    expiry = timedelta(hours=spec.storage.share_expiry_hours)
+    for name in names:
+        owner = storage.open_store(storage_spec, credentials[name])
+        owner.ensure_bucket(name)
+        grants[name] = owner.share(name, f"{options.fed}/rounds/", expiry)
+    return _Buckets(storage_spec, credentials, grants)
 
 
 def party_names(parties: int) -> list[str]:
@@ -219,6 +258,8 @@ def run_simulation(
         raise errors.ConfigError("--parties must be at least 1")
     if options.parties > 29:
         raise errors.ConfigError("--parties: a Hydra head holds at most 29 parties")
+    if options.store not in STORES:
+        raise errors.ConfigError(f"--store {options.store!r} is unknown: use one of {', '.join(STORES)}")
     names = party_names(options.parties)
     training = spec.training
     # Fail before starting anything if the data is missing or the model unknown.
@@ -251,17 +292,29 @@ def _run_in(
     console: Console,
     started: float,
 ) -> dict[str, Any]:
-    buckets = work / "buckets"
-    spec = spec.model_copy(update={"storage": StorageSpec(backend=StorageBackend.LOCAL, root=str(buckets))})
-    training = spec.training
-    owner = storage.open_store(spec.storage)
-    grants = {}
-    for name in names:
-        owner.ensure_bucket(name)
-        grants[name] = owner.share(
-            name, f"{options.fed}/rounds/", timedelta(hours=spec.storage.share_expiry_hours)
+    with contextlib.ExitStack() as stack:  # stops the S3 server, if any, after the run
+        buckets = _open_buckets(work, spec, options, names, stack)
+        return _run_federation(
+            work,
+            spec.model_copy(update={"storage": buckets.storage}),
+            buckets,
+            options,
+            names,
+            console,
+            started,
         )
 
+
+def _run_federation(
+    work: Path,
+    spec: FederationSpec,
+    buckets: _Buckets,
+    options: SimulateOptions,
+    names: list[str],
+    console: Console,
+    started: float,
+) -> dict[str, Any]:
+    training = spec.training
     devnet = Devnet(
         parties=names,
         api_port=options.api_port,
@@ -281,7 +334,7 @@ def _run_in(
                 address=str(party_keys[n].address()),
                 key_hash=party_keys[n].participant_id,
                 bucket=n,
-                grant=grants[n],
+                grant=buckets.grants[n],
             )
             for n in names
         )
@@ -294,6 +347,7 @@ def _run_in(
                 api_url=urls[n],
                 keys_dir=work / "devnet" / "parties" / n,
                 work_dir=work / "parties" / n,
+                storage_credentials=buckets.credentials[n],
             )
             for n in names
         ]
@@ -344,7 +398,12 @@ def _run_in(
         shutil.rmtree(work / "parties" / name, ignore_errors=True)
     report = report_mod.build_report(
         spec=spec,
-        options={"parties": len(names), "fed": options.fed, "apiPort": options.api_port},
+        options={
+            "parties": len(names),
+            "fed": options.fed,
+            "apiPort": options.api_port,
+            "store": options.store,
+        },
         spec_digest=spec_hash(spec),
         head_id=head_id,
         results=results,
