@@ -83,6 +83,7 @@ def simulate(
     *,
     baselines: bool = False,
     timeout: float = 3600,
+    store: str = "local",
 ) -> SimulateRun:
     """Run ``hydrafed simulate`` with ``spec`` for ``parties`` parties into ``out`` (replaced)."""
     shutil.rmtree(out, ignore_errors=True)
@@ -98,6 +99,8 @@ def simulate(
         "--api-port",
         str(API_PORT),
         "--baselines" if baselines else "--no-baselines",
+        "--store",
+        store,
     ]
     proc = _measure.run_measured(
         argv,

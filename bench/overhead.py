@@ -3,9 +3,9 @@
 Usage: python -m bench.overhead [--parties 3 10 29] [--rounds 5] [--skip-docs]
 
 29 is the party limit of a Hydra head. Each configuration is one real ``hydrafed simulate`` run
-(one process per party, devnet head) with local directory buckets (the only store simulate
-offers today; S3 on SeaweedFS needs a store option in simulate first). report.json gives every
-party's time in each phase of every round;
+(one process per party, devnet head) with local directory buckets or with S3 buckets on a
+SeaweedFS on loopback (``--store seaweedfs``). report.json gives every party's time in each
+phase of every round;
 the table shows the mean over parties and rounds 2.. (round 1 pays process and import start-up),
 and the round wall time, so that the phases that do not overlap can be read against it.
 """
@@ -33,7 +33,7 @@ PLOT = _docs.IMG / "overhead_scaling.png"
 def run_one(parties: int, rounds: int, store: str) -> dict[str, Any]:
     """One simulate run; its phase means, round wall and overhead figures."""
     spec = task_spec(rounds)
-    run = _hydrafed.simulate(spec, parties, OUT / f"{store}-{parties}")
+    run = _hydrafed.simulate(spec, parties, OUT / f"{store}-{parties}", store=store)
     if not run.ok or run.report is None:
         return {"parties": parties, "store": store, "ok": False, "wall": run.wall}
     figures = _hydrafed.figures(run, parties)
@@ -102,9 +102,9 @@ def render(results: list[dict[str, Any]], seconds: float, rounds: int) -> str:
             "any party trained. `wait` is the time from a party's own confirmed announcement until the "
             "round's set is complete (it includes slower parties' training). Own work = the phases other "
             "than train and wait: what one party pays per round on its own machine (here inflated by N "
-            "parties sharing 2 cores). local = directory buckets, "
-            "the only store `hydrafed simulate` offers so far: rows for S3 buckets (SeaweedFS on "
-            "loopback) need a store option in simulate and are not measured yet. Peak PSS is the summed "
+            "parties sharing 2 cores). local = directory buckets; seaweedfs = S3 buckets on a SeaweedFS "
+            "`weed mini` on loopback (on the same 2 cores), each party writing with its owner key and "
+            "reading peers through read-only grants. Peak PSS is the summed "
             "PSS of the process tree, sampled less often the more processes there are (every ~10 s at "
             "N=29), so a lower bound.",
             _docs.table(header, rows),
@@ -148,9 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parties", type=int, nargs="+", default=[3, 10, 29])
     parser.add_argument("--rounds", type=int, default=5)
-    # `hydrafed simulate` has local directory buckets only (docs/simulate.md); S3 rows need a store
-    # option there first.
-    parser.add_argument("--stores", nargs="+", default=["local"], choices=["local"])
+    parser.add_argument("--stores", nargs="+", default=["local", "seaweedfs"], choices=["local", "seaweedfs"])
     parser.add_argument("--skip-docs", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
