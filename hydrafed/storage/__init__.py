@@ -26,6 +26,7 @@ __all__ = [
     "fetch_verified",
     "open_shared",
     "open_store",
+    "read_verified",
     "sha256_file",
     "split_uri",
 ]
@@ -99,3 +100,18 @@ def fetch_verified(store: UpdateStore, bucket: str, key: str, dest: Path, sha256
         return info
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def read_verified(store: UpdateStore, bucket: str, key: str, sha256: str, *, max_bytes: int) -> bytes:
+    """An object's bytes, only if they hash to sha256 and are at most max_bytes long.
+
+    The in-memory twin of ``fetch_verified`` for updates small enough to hold (a model's
+    exchanged state): no temp file, rename or second read.
+    """
+    data, info = store.get_bytes(bucket, key, max_bytes=max_bytes)
+    if info.sha256 != sha256.lower():
+        raise errors.IntegrityError(
+            f"{bucket}/{key}: sha256 {info.sha256} does not match the announced {sha256}; "
+            "the object was rejected"
+        )
+    return data

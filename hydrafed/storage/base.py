@@ -51,6 +51,14 @@ class UpdateStore(Protocol):
         """Download an object (or the inclusive byte range [start, end]) into dest, streamed."""
         ...
 
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int) -> tuple[bytes, ObjectInfo]:
+        """A whole object in memory, hashed as it arrives (``ObjectInfo.sha256``).
+
+        For updates small enough to hold: no temp file, rename or second read. An object longer
+        than ``max_bytes`` is refused with IntegrityError before or while it downloads.
+        """
+        ...
+
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         """Size of an object; ObjectNotFoundError when it does not exist."""
         ...
@@ -105,6 +113,39 @@ def download_target(dest: Path, byte_range: tuple[int, int] | None) -> tuple[Pat
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=".download-")
     os.close(fd)
     return dest, Path(tmp_name)
+
+
+class CappedBuffer:
+    """An in-memory download target that hashes what it is given and refuses more than its cap.
+
+    Peers' objects are untrusted: one that is larger than the model it claims to be must not be
+    able to fill the party's memory.
+    """
+
+    def __init__(self, bucket: str, key: str, max_bytes: int) -> None:
+        self._what = f"{bucket}/{key}"
+        self._max_bytes = max_bytes
+        self._data = bytearray()
+        self._digest = hashlib.sha256()
+
+    def write(self, data: bytes | bytearray | memoryview, /) -> int:
+        """Append a chunk; IntegrityError once the object exceeds the cap."""
+        self.refuse_size(len(self._data) + len(data))
+        self._data += data
+        self._digest.update(data)
+        return len(data)
+
+    def refuse_size(self, size: int) -> None:
+        """IntegrityError if an object of ``size`` bytes is over the cap (check before downloading)."""
+        if size > self._max_bytes:
+            raise errors.IntegrityError(
+                f"{self._what} is {size} bytes or more, larger than the {self._max_bytes} expected; "
+                "the object was rejected"
+            )
+
+    def result(self) -> tuple[bytes, str]:
+        """The bytes received and their sha256 (hex)."""
+        return bytes(self._data), self._digest.hexdigest()
 
 
 def sha256_file(path: Path) -> str:

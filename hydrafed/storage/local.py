@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from hydrafed import errors
-from hydrafed.storage.base import CHUNK_BYTES, ObjectInfo, check_read_scope, refuse_write
+from hydrafed.storage.base import CHUNK_BYTES, CappedBuffer, ObjectInfo, check_read_scope, refuse_write
 
 SCHEME = "local"
 
@@ -94,6 +94,19 @@ class LocalStore:
                 remaining -= len(chunk)
         actual = None if byte_range else digest.hexdigest()
         return ObjectInfo(bucket, key, source.stat().st_size, sha256=actual)
+
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int) -> tuple[bytes, ObjectInfo]:
+        self._check_read(bucket, key)
+        source = self._object_path(bucket, key)
+        if not source.is_file():
+            raise errors.ObjectNotFoundError(f"object {bucket}/{key} not found")
+        buffer = CappedBuffer(bucket, key, max_bytes)
+        with source.open("rb") as src:
+            buffer.refuse_size(os.fstat(src.fileno()).st_size)
+            while chunk := src.read(CHUNK_BYTES):
+                buffer.write(chunk)
+        data, digest = buffer.result()
+        return data, ObjectInfo(bucket, key, len(data), sha256=digest)
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         self._check_read(bucket, key)

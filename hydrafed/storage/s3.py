@@ -46,6 +46,7 @@ from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceede
 from hydrafed import errors
 from hydrafed.storage.base import (
     CHUNK_BYTES,
+    CappedBuffer,
     ObjectInfo,
     check_read_scope,
     download_target,
@@ -235,6 +236,32 @@ class S3Store:
             return info
         finally:
             tmp.unlink(missing_ok=True)
+
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int) -> tuple[bytes, ObjectInfo]:
+        self._check_read(bucket, key)
+        what = f"get {bucket}/{key}"
+
+        def fetch() -> tuple[bytes, ObjectInfo]:
+            buffer = CappedBuffer(bucket, key, max_bytes)
+            with self._mapped(what):
+                response = self._client.get_object(Bucket=bucket, Key=key)
+            buffer.refuse_size(int(response["ContentLength"]))
+            try:
+                with self._mapped(what):
+                    for chunk in response["Body"].iter_chunks(CHUNK_BYTES):
+                        buffer.write(chunk)
+            except errors.UnavailableError as exc:
+                raise _BrokenStreamError(str(exc)) from exc
+            data, actual = buffer.result()
+            recorded = response.get("Metadata", {}).get(SHA256_META)
+            if recorded is not None and actual != recorded:
+                raise errors.IntegrityError(
+                    f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at upload; "
+                    "the object is corrupt and was rejected"
+                )
+            return data, ObjectInfo(bucket, key, len(data), sha256=actual)
+
+        return self._retry_stream(fetch)
 
     def _download_whole(self, bucket: str, key: str, tmp: Path) -> ObjectInfo:
         """Parallel ranged GETs written in place, hashed in order as the parts complete.

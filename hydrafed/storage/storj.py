@@ -24,6 +24,7 @@ from hydrafed import errors
 from hydrafed.storage import uplink
 from hydrafed.storage.base import (
     CHUNK_BYTES,
+    CappedBuffer,
     ObjectInfo,
     check_read_scope,
     download_target,
@@ -143,6 +144,24 @@ class StorjStore:
             return ObjectInfo(bucket, key, meta.size, sha256=recorded if byte_range else actual)
         finally:
             tmp.unlink(missing_ok=True)
+
+    def get_bytes(self, bucket: str, key: str, *, max_bytes: int) -> tuple[bytes, ObjectInfo]:
+        self._check_read(bucket, key)
+        buffers: list[CappedBuffer] = []
+
+        def download() -> uplink.ObjectMeta:
+            buffers.append(CappedBuffer(bucket, key, max_bytes))  # a retry starts over
+            return self.project.download_file(bucket, key, buffers[-1], chunk=CHUNK_BYTES)
+
+        meta = self._retry(download)
+        data, actual = buffers[-1].result()
+        recorded = meta.custom.get(SHA256_META)
+        if recorded and actual != recorded:
+            raise errors.IntegrityError(
+                f"{bucket}/{key}: the downloaded bytes do not hash to the sha256 recorded at upload; "
+                "the object is corrupt and was rejected"
+            )
+        return data, ObjectInfo(bucket, key, meta.size, sha256=actual)
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         self._check_read(bucket, key)

@@ -15,7 +15,15 @@ import pytest
 
 from hydrafed import errors
 from hydrafed.spec import StorageBackend, StorageSpec
-from hydrafed.storage import UpdateStore, fetch_verified, open_shared, open_store, sha256_file, split_uri
+from hydrafed.storage import (
+    UpdateStore,
+    fetch_verified,
+    open_shared,
+    open_store,
+    read_verified,
+    sha256_file,
+    split_uri,
+)
 from hydrafed.storage.seaweedfs import SeaweedS3
 
 pytestmark = pytest.mark.integration
@@ -93,6 +101,23 @@ def test_put_get_roundtrip_ranges_and_uri(backend: Backend, prefix: str, tmp_pat
     assert (tmp_path / "tail").read_bytes() == data[-5:]
     uri = backend.store.uri(backend.bucket, key)
     assert split_uri(uri) == (backend.scheme, backend.bucket, key)
+
+
+def test_get_bytes_hashes_in_memory_and_refuses_oversized_objects(
+    backend: Backend, prefix: str, tmp_path: Path
+) -> None:
+    data = os.urandom(3 << 20)
+    key = f"{prefix}rounds/1/b.safetensors"
+    backend.store.put(backend.bucket, key, _file(tmp_path, "up", data))
+
+    got, info = backend.store.get_bytes(backend.bucket, key, max_bytes=len(data))
+
+    assert got == data
+    assert info.size == len(data) and info.sha256 == hashlib.sha256(data).hexdigest()
+    with pytest.raises(errors.IntegrityError, match="larger than"):
+        backend.store.get_bytes(backend.bucket, key, max_bytes=len(data) - 1)
+    with pytest.raises(errors.IntegrityError, match="does not match"):
+        read_verified(backend.store, backend.bucket, key, "00" * 32, max_bytes=len(data))
 
 
 def test_list_stat_delete_and_not_found(backend: Backend, prefix: str, tmp_path: Path) -> None:
