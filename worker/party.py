@@ -39,7 +39,15 @@ from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import ConfirmedAnnouncement
 from hydrafed.spec import FederationSpec
-from hydrafed.storage import UpdateStore, fetch_verified, open_shared, open_store, sha256_file, split_uri
+from hydrafed.storage import (
+    UpdateStore,
+    fetch_verified,
+    open_shared,
+    open_store,
+    read_verified,
+    sha256_file,
+    split_uri,
+)
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +106,9 @@ class RoundReport:
     tx_id: str
     sha256: str
     global_sha256: str
+    started_at: float = 0.0
+    """Epoch seconds when this party began the round (training), and when it had evaluated."""
+    finished_at: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,9 +124,20 @@ class PartyResult:
 
 
 def state_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
-    """sha256 of the safetensors bytes of a state: equal digests mean bit-identical weights."""
-    data = safetensors.torch.save({k: tensors[k].contiguous() for k in sorted(tensors)})
-    return hashlib.sha256(data).hexdigest()
+    """Digest of a state's names, dtypes, shapes and raw bytes: equal digests, bit-identical weights.
+
+    Hashes the tensors' memory in place (no serialisation): every party digests every round.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tensors):
+        tensor = tensors[name].detach().cpu().contiguous()
+        digest.update(f"{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0".encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+IN_MEMORY_BYTES = 256 << 20
+"""Updates up to this size are downloaded into memory; larger ones stream through a file."""
 
 
 def load_peer_update(
@@ -124,16 +146,23 @@ def load_peer_update(
     """Download an announced object, verify its sha256, load it as safetensors, check its tensors.
 
     Returns the update and the seconds spent downloading and verifying. Raises IntegrityError on
-    a hash mismatch (nothing is loaded) and AggregationError when keys, shapes or dtypes differ
-    from ``reference`` (the local state).
+    a hash mismatch or an object larger than the model (nothing is loaded) and AggregationError
+    when keys, shapes or dtypes differ from ``reference`` (the local state). ``dest`` is used only
+    for updates over IN_MEMORY_BYTES.
     """
     ann = entry.announcement
     _, bucket, key = split_uri(ann.uri)
+    # The tensors' bytes plus room for the safetensors header (names, dtypes, shapes, offsets).
+    max_bytes = sum(t.numel() * t.element_size() for t in reference.values()) + 65536 + 512 * len(reference)
     started = time.perf_counter()
-    fetch_verified(store, bucket, key, dest, ann.sha256)
+    data: bytes | None = None
+    if max_bytes <= IN_MEMORY_BYTES:
+        data = read_verified(store, bucket, key, ann.sha256, max_bytes=max_bytes)
+    else:
+        fetch_verified(store, bucket, key, dest, ann.sha256)
     downloaded = time.perf_counter()
     try:
-        tensors = safetensors.torch.load_file(str(dest))
+        tensors = safetensors.torch.load(data) if data is not None else safetensors.torch.load_file(str(dest))
     except Exception as exc:  # safetensors raises its own error types for malformed files
         raise errors.AggregationError(
             f"{ann.party}'s round {ann.round} update is not valid safetensors: {exc}"
@@ -287,6 +316,7 @@ class PartyWorker:
         round_dir.mkdir(parents=True, exist_ok=True)
 
         self._report(round_no, "training")
+        started_at = time.time()
         started = time.perf_counter()
         result = await asyncio.to_thread(self.task.train_round, round_no)
         timings["train"] = time.perf_counter() - started
@@ -338,9 +368,40 @@ class PartyWorker:
         if not self.book.is_complete(round_no):
             self._report(round_no, "waiting", announced=self.book.announced(round_no))
 
+        # While the round is incomplete, fetch the updates already confirmed: after the last
+        # announcement only the last party's update is left to download.
+        loaded: dict[str, Update] = {}
+        timings["download"] = timings["verify"] = 0.0
+        fetching = 0.0
+
+        def unfetched() -> list[ConfirmedAnnouncement]:
+            return [
+                e
+                for e in self.book.round_announcements(round_no)
+                if e.announcement.party != name and e.announcement.party not in loaded
+            ]
+
+        async def fetch() -> None:
+            nonlocal fetching
+            started = time.perf_counter()
+            # One worker-thread hop per batch: each hop costs a wake-up of the event loop.
+            batch = await asyncio.to_thread(self._load_peers, unfetched(), round_dir / "peers", local_state)
+            for update, download_s, verify_s in batch:
+                loaded[update.party] = update
+                timings["download"] += download_s
+                timings["verify"] += verify_s
+            fetching += time.perf_counter() - started
+
         started = time.perf_counter()
-        await self._wait_until(lambda: self.book.is_complete(round_no), f"round {round_no} membership")
-        timings["wait"] = time.perf_counter() - started
+        while not self.book.is_complete(round_no):
+            if unfetched():
+                await fetch()
+            else:
+                await self._wait_until(
+                    lambda: self.book.is_complete(round_no) or bool(unfetched()),
+                    f"round {round_no} membership",
+                )
+        timings["wait"] = time.perf_counter() - started - fetching
 
         self._report(round_no, "aggregating")
         entries = self.book.round_announcements(round_no)
@@ -349,14 +410,10 @@ class PartyWorker:
                 raise errors.IntegrityError(
                     f"the ledger holds another hash for {name}'s own round {round_no} update"
                 )
-        peer_entries = [e for e in entries if e.announcement.party != name]
-        # One worker-thread hop for all peers: each hop costs a wake-up of the event loop.
-        loaded = await asyncio.to_thread(self._load_peers, peer_entries, round_dir / "peers", local_state)
-        timings["download"] = sum(download_s for _, download_s, _ in loaded)
-        timings["verify"] = sum(verify_s for _, _, verify_s in loaded)
-        by_party = {update.party: update for update, _, _ in loaded}
-        by_party[name] = Update(name, result.samples, local_state)
-        updates = [by_party[e.announcement.party] for e in entries]
+        if unfetched():
+            await fetch()
+        loaded[name] = Update(name, result.samples, local_state)
+        updates = [loaded[e.announcement.party] for e in entries]
 
         started = time.perf_counter()
         aggregated: AggregationResult = self.aggregator.aggregate(
@@ -381,5 +438,7 @@ class PartyWorker:
             tx_id=own.tx_id,
             sha256=digest,
             global_sha256=global_digest,
+            started_at=started_at,
+            finished_at=time.time(),
         )
         return record, aggregated.state

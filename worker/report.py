@@ -53,7 +53,11 @@ def build_report(
             {
                 "round": index + 1,
                 "parties": {
-                    name: {phase: result.rounds[index].timings.get(phase, 0.0) for phase in PHASES}
+                    name: {
+                        **{phase: result.rounds[index].timings.get(phase, 0.0) for phase in PHASES},
+                        "startedAt": result.rounds[index].started_at,
+                        "finishedAt": result.rounds[index].finished_at,
+                    }
                     for name, result in results.items()
                     if index < len(result.rounds)
                 },

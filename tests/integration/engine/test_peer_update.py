@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
+from hydrafed.worker import party
 from hydrafed.worker.party import load_peer_update, state_sha256
 
 from hydrafed import errors
@@ -17,6 +18,14 @@ from hydrafed.storage import LocalStore, open_shared, sha256_file
 pytestmark = pytest.mark.integration
 
 KEY = "fed/rounds/1/bob.safetensors"
+
+
+@pytest.fixture(autouse=True, params=["in-memory", "through-a-file"])
+def download_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs both ways a peer's update can arrive: small ones in memory, large via disk."""
+    if request.param == "through-a-file":
+        monkeypatch.setattr(party, "IN_MEMORY_BYTES", 0)
+    return str(request.param)
 
 
 @pytest.fixture
@@ -76,7 +85,20 @@ def test_tampered_object_is_rejected_before_loading(
     with pytest.raises(errors.IntegrityError, match="does not match the announced"):
         load_peer_update(reader, _entry(digest), dest, reference)
     assert not dest.exists()
-    assert list(dest.parent.iterdir()) == []
+    assert not dest.parent.exists() or list(dest.parent.iterdir()) == []
+
+
+def test_object_larger_than_the_model_is_refused_unread(
+    tmp_path: Path, reference: dict[str, torch.Tensor], download_path: str
+) -> None:
+    # A peer's object that hashes right but is far larger than the model must not fill memory.
+    if download_path == "through-a-file":
+        pytest.skip("the size cap applies to in-memory downloads")
+    bloated = {**reference, "padding": torch.zeros(1 << 18)}  # 1 MiB more than the model
+    owner, digest = _publish(tmp_path / "buckets", tmp_path, bloated)
+    reader = open_shared(owner.share("bob", "fed/rounds/"))
+    with pytest.raises(errors.IntegrityError, match="larger than the"):
+        load_peer_update(reader, _entry(digest), tmp_path / "in.st", reference)
 
 
 @pytest.mark.parametrize(
