@@ -5,13 +5,18 @@ party, devnet head, local buckets), measure it from outside like any other syste
 per-round, per-party phase timings from the report it writes (schema ``hydrafed.simulate/v1``,
 docs/simulate.md).
 
-report.json has durations, not timestamps, so a round's figures are derived as:
+report.json gives each party's round as a start and end time (``startedAt``, ``finishedAt``)
+and the seconds of each phase, training first. A round's figures are measured like Flower's:
 
-- round wall: the mean over parties of the sum of their phases (a party's phases cover its whole
-  round, and the parties are synchronised by the round's membership barrier);
-- train: the longest party's ``train`` phase (all parties start training together after the
-  previous round, so this is the union of their training intervals, or slightly less: the
-  overhead derived from it is, if anything, overstated).
+- round wall: rounds tile the federation's timeline. Round r ends when the last party has
+  evaluated it and begins where round r-1 ended (round 1: when the first party began training);
+- train: the time in that window during which any party trained (the union of all training
+  intervals ``[startedAt, startedAt + train]``, clipped to the window: an early party may
+  already train round r+1 while the last one still evaluates round r);
+- overhead = round wall - train: the time during which no party trained.
+
+Reports written before the timestamps existed fall back to the mean over parties of the sum of
+their phases, and the longest party's training.
 """
 
 from __future__ import annotations
@@ -128,11 +133,24 @@ def _check_same_task(spec: TrainingSpec, report: dict[str, Any]) -> None:
 def round_figures(report: dict[str, Any]) -> list[_runs.RoundFigures]:
     """Per-round accuracy, wall, training and overhead (see the module docstring)."""
     first = report["parties"][0]
+    rounds = report["timings"]["perRound"]
+    parties = [list(entry["parties"].values()) for entry in rounds]
+    timed = all(p.get("startedAt") and p.get("finishedAt") for ps in parties for p in ps)
+    training = [(p["startedAt"], p["startedAt"] + p["train"]) for ps in parties for p in ps] if timed else []
     out = []
-    for entry in report["timings"]["perRound"]:
-        parties = entry["parties"].values()
-        wall = statistics.fmean(sum(p[phase] for phase in PHASES) for p in parties)
-        train = max(p["train"] for p in parties)
+    previous_end: float | None = None
+    for entry, ps in zip(rounds, parties, strict=True):
+        if timed:
+            start = min(p["startedAt"] for p in ps) if previous_end is None else previous_end
+            end = max(p["finishedAt"] for p in ps)
+            wall = end - start
+            train = _measure.union_seconds(
+                [(max(a, start), min(b, end)) for a, b in training if b > start and a < end]
+            )
+            previous_end = end
+        else:
+            wall = statistics.fmean(sum(p[phase] for phase in PHASES) for p in ps)
+            train = max(p["train"] for p in ps)
         accuracy = float(first["federatedAccuracy"][entry["round"] - 1])
         out.append(_runs.RoundFigures(int(entry["round"]), accuracy, wall, train, wall - train))
     return out
