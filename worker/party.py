@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 
-#: The steps of one round, in order; report.json records seconds for each.
+#: The steps of one round, in order; report.json records seconds for each. A round's global model
+#: is evaluated while the party waits for the next round's announcements (after the last round: at once).
 PHASES = ("train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate")
 
 
@@ -215,6 +216,8 @@ class PartyWorker:
         self._book_changed = asyncio.Event()
         self._samples = 0
         self._follower: asyncio.Task[None] | None = None
+        self._unevaluated: tuple[int, dict[str, torch.Tensor]] | None = None
+        self._evaluations: dict[int, tuple[dict[str, float], float]] = {}
 
     def _report(self, round_no: int, state: str, **extra: Any) -> None:
         self.progress({"party": self.config.name, "round": round_no, "state": state, **extra})
@@ -233,11 +236,43 @@ class PartyWorker:
                 for round_no in range(1, self.spec.training.rounds + 1):
                     record, agg_state = await self._round(client, params, round_no, agg_state)
                     records.append(record)
+                await self._evaluate_pending()
             finally:
                 follower.cancel()
+        records = [self._with_evaluation(record) for record in records]
         final = records[-1].global_sha256 if records else state_sha256(self.task.exchanged_state())
         self._report(len(records), "done", final_sha256=final)
         return PartyResult(self.config.name, self._samples, records, final, self._ledger())
+
+    async def _evaluate_pending(self) -> float:
+        """Evaluate the last aggregated global model, if not done yet; returns the seconds spent.
+
+        Evaluation waits for no peer, so a party runs it while it waits for the next round's
+        announcements instead of before training that round: off the round's critical path.
+        """
+        if self._unevaluated is None:
+            return 0.0
+        round_no, global_state = self._unevaluated
+        self._unevaluated = None
+        started = time.perf_counter()
+        evaluation = await asyncio.to_thread(self._evaluate_state, global_state)
+        seconds = time.perf_counter() - started
+        self._evaluations[round_no] = (evaluation, seconds)
+        self._report(round_no, "evaluated", metrics=dict(evaluation))
+        return seconds
+
+    def _evaluate_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, float]:
+        """Metrics of ``state`` on the held-out data; the model's own weights are put back after."""
+        current = self.task.exchanged_state()
+        self.task.load_exchanged_state(state)
+        try:
+            return {k: float(v) for k, v in self.task.evaluate().items()}
+        finally:
+            self.task.load_exchanged_state(current)
+
+    def _with_evaluation(self, record: RoundReport) -> RoundReport:
+        metrics, seconds = self._evaluations[record.round]
+        return dataclasses.replace(record, metrics=metrics, timings={**record.timings, "evaluate": seconds})
 
     def _ledger(self) -> list[dict[str, Any]]:
         """The counted announcements in round, then party order."""
@@ -393,6 +428,7 @@ class PartyWorker:
             fetching += time.perf_counter() - started
 
         started = time.perf_counter()
+        evaluating = await self._evaluate_pending()  # the previous round's model, while peers finish
         while not self.book.is_complete(round_no):
             if unfetched():
                 await fetch()
@@ -401,7 +437,7 @@ class PartyWorker:
                     lambda: self.book.is_complete(round_no) or bool(unfetched()),
                     f"round {round_no} membership",
                 )
-        timings["wait"] = time.perf_counter() - started - fetching
+        timings["wait"] = time.perf_counter() - started - fetching - evaluating
 
         self._report(round_no, "aggregating")
         entries = self.book.round_announcements(round_no)
@@ -423,16 +459,14 @@ class PartyWorker:
         global_digest = state_sha256(aggregated.tensors)
         timings["aggregate"] = time.perf_counter() - started
 
-        started = time.perf_counter()
-        evaluation = await asyncio.to_thread(self.task.evaluate)
-        timings["evaluate"] = time.perf_counter() - started
+        self._unevaluated = (round_no, aggregated.tensors)
         shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
         own = self.book.rounds[round_no][name]
-        self._report(round_no, "aggregated", metrics=dict(evaluation), timings=dict(timings))
+        self._report(round_no, "aggregated", timings=dict(timings))
         record = RoundReport(
             round=round_no,
             members=[e.announcement.party for e in entries],
-            metrics=dict(evaluation),
+            metrics={},  # filled in once the round's global model is evaluated (_evaluate_pending)
             train_metrics=metrics,
             timings=timings,
             tx_id=own.tx_id,

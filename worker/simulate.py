@@ -189,7 +189,9 @@ class _LiveView:
         fields: dict[str, Any] = {"state": state}
         if state == "aggregated":
             fields["completed"] = int(event["round"])
+        elif state == "evaluated":
             fields["acc"] = f"acc {100 * float(event['metrics']['accuracy']):.2f}%"
+            del fields["state"]  # the party is already in its next round
         self.progress.update(task, **fields)
 
 

@@ -121,4 +121,5 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper
         "train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate"
     }  # fmt: skip
     states = [e["state"] for e in events]
-    assert states[:2] == ["training", "uploading"] and states[-2:] == ["aggregated", "done"]
+    assert states[:2] == ["training", "uploading"] and states[-3:] == ["aggregated", "evaluated", "done"]
+    assert 0 < record.metrics["accuracy"] <= 1 and record.timings["evaluate"] > 0
