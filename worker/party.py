@@ -21,6 +21,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import math
 import shutil
 import time
 from collections.abc import Callable, Mapping
@@ -183,6 +184,13 @@ def load_peer_update(
             )
     verified = time.perf_counter()
     return Update(ann.party, ann.samples, tensors), downloaded - started, verified - downloaded
+
+
+def _finite(metrics: Mapping[str, float], state: Mapping[str, torch.Tensor]) -> bool:
+    """No NaN or infinity in the training metrics or in the floating-point tensors."""
+    return all(math.isfinite(v) for v in metrics.values()) and all(
+        bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()
+    )
 
 
 class PartyWorker:
@@ -353,13 +361,28 @@ class PartyWorker:
         self._report(round_no, "training")
         started_at = time.time()
         started = time.perf_counter()
+        start_state = self.task.exchanged_state()
         result = await asyncio.to_thread(self.task.train_round, round_no)
         timings["train"] = time.perf_counter() - started
         self._samples = result.samples
+        local_state = self.task.exchanged_state()
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        samples = result.samples
+        if not _finite(metrics, local_state):
+            # One party's diverged SGD must not end the federation or poison the average: it
+            # announces the weights it started from with 0 samples, so it has no weight.
+            log.warning(
+                "%s: local training diverged in round %d (non-finite loss or weights); "
+                "its update is left out of the round; consider a lower learning rate",
+                name,
+                round_no,
+            )
+            self.task.load_exchanged_state(start_state)
+            local_state, samples, metrics = start_state, 0, {"diverged": 1.0}
+            self._report(round_no, "diverged")
 
         self._report(round_no, "uploading")
         started = time.perf_counter()
-        local_state = self.task.exchanged_state()
         path = round_dir / f"{name}.safetensors"
         safetensors.torch.save_file(local_state, str(path))
         digest = sha256_file(path)
@@ -371,14 +394,13 @@ class PartyWorker:
         timings["upload"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        metrics = {k: float(v) for k, v in result.metrics.items()}
         announcement = tx_mod.Announcement(
             fed=self.config.fed,
             round=round_no,
             party=name,
             uri=self.store.uri(bucket, key),
             sha256=digest,
-            samples=result.samples,
+            samples=samples,
             metrics=metrics,
             spec_hash=self.spec_hash,
         )
@@ -448,7 +470,7 @@ class PartyWorker:
                 )
         if unfetched():
             await fetch()
-        loaded[name] = Update(name, result.samples, local_state)
+        loaded[name] = Update(name, samples, local_state)
         updates = [loaded[e.announcement.party] for e in entries]
 
         started = time.perf_counter()

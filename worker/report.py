@@ -37,6 +37,7 @@ def build_report(
             {
                 "name": name,
                 "samples": result.samples,
+                "divergedRounds": [r.round for r in result.rounds if r.train_metrics.get("diverged")],
                 "federatedAccuracy": federated,
                 "localOnlyAccuracy": local,
                 "final": {

@@ -145,6 +145,17 @@ def test_bad_input_names_the_choices(tmp_path: Path, args: list[str], expected: 
     assert not (tmp_path / "o").exists()
 
 
+def test_every_party_diverging_names_the_fix(tmp_path: Path, mnist_cache: Path) -> None:
+    # SGD at lr 10 with momentum overflows on every shard: no update has weight, so the round cannot end.
+    training = TrainingSpec(rounds=2, sample_limit=600, learning_rate=10.0, momentum=0.9)
+    options = sim.SimulateOptions(
+        parties=2, out=tmp_path / "out", api_port=free_base_port(2), cache=mnist_cache, baselines=False
+    )
+    with pytest.raises(errors.HydrafedError, match="lower the learning rate"):
+        sim.run_simulation(FederationSpec(training=training), options, Console(record=True))
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_data_names_the_setup_command(tmp_path: Path) -> None:
     spec = FederationSpec(training=TrainingSpec(rounds=1, local_epochs=1))
     options = sim.SimulateOptions(parties=2, out=tmp_path / "out", cache=tmp_path / "empty-cache")

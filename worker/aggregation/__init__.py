@@ -66,7 +66,8 @@ def check_compatible(updates: Sequence[Update]) -> list[Update]:
     """The updates sorted by party id, after checking they can be combined key by key.
 
     Raises AggregationError naming the party and the tensor when keys, shapes or dtypes differ,
-    a party appears twice, or a sample count is not positive.
+    a party appears twice, a sample count is negative, or no update has any samples. A party
+    with 0 samples takes part with no weight (its local training diverged this round).
     """
     if not updates:
         raise AggregationError("no updates to aggregate: the round has no members")
@@ -76,10 +77,15 @@ def check_compatible(updates: Sequence[Update]) -> list[Update]:
         if update.party in seen:
             raise AggregationError(f"party {update.party!r} has more than one update in the round")
         seen.add(update.party)
-        if update.samples <= 0:
+        if update.samples < 0:
             raise AggregationError(
-                f"party {update.party!r} reports {update.samples} samples; it must be positive"
+                f"party {update.party!r} reports {update.samples} samples; it must be 0 or more"
             )
+    if not any(u.samples for u in ordered):
+        raise AggregationError(
+            "every update of the round has 0 samples: every party's local training diverged; "
+            "lower the learning rate"
+        )
     reference = ordered[0]
     ref_keys = set(reference.tensors)
     for update in ordered[1:]:

@@ -15,7 +15,7 @@ from hydrafed.worker.aggregation import AggregationResult, Update, check_compati
 
 def fedavg(updates: Sequence[Update]) -> dict[str, torch.Tensor]:
     """Sample-weighted mean of each tensor over ``updates`` (keys in sorted order)."""
-    ordered = check_compatible(updates)
+    ordered = [u for u in check_compatible(updates) if u.samples]  # 0 samples: left out
     total = float(sum(u.samples for u in ordered))
     result: dict[str, torch.Tensor] = {}
     for key in sorted(ordered[0].tensors):

@@ -63,7 +63,7 @@ def _factorise(delta: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tens
 
 def lora_exact(updates: Sequence[Update]) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
     """The aggregated tensors and, per adapted module, the relative residual of the rank cut."""
-    ordered = check_compatible(updates)
+    ordered = [u for u in check_compatible(updates) if u.samples]  # 0 samples: left out
     keys = list(ordered[0].tensors)
     pairs = lora_pairs(keys)
     if not pairs:

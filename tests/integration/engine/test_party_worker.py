@@ -3,7 +3,7 @@
 Alice runs the real round loop (MLP on scikit-learn's digits, no download needed); the test plays
 bob: it uploads bob's update to his bucket and announces it from bob's node. An honest bob gives
 exactly FedAvg of the two updates; a tampered object stops alice with IntegrityError before
-anything is aggregated.
+anything is aggregated; when alice's own training diverges she sits the round out (0 samples).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ pytestmark = pytest.mark.integration
 KEY = "fed/rounds/1/bob.safetensors"
 
 
-@pytest.mark.parametrize("tamper", [False, True], ids=["honest", "tampered"])
-async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper: bool) -> None:
+@pytest.mark.parametrize("case", ["honest", "tampered", "alice-diverges"])
+async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, case: str) -> None:
     # Prepare: an open, funded head; alice's worker; bob's trained update in bob's bucket
     net, clients, party_keys = devnet
     await HeadController(clients, timeout=20).open()
@@ -60,7 +60,12 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper
         keys_dir=net.keys_dir("alice"),
         work_dir=tmp_path / "alice",
     )
-    alice_task = MnistTask.from_spec(spec.training, party_index=0, parties=2)
+    # A learning rate of 1e30 makes alice's SGD overflow: her loss and weights go non-finite.
+    alice_training = spec.training.model_copy(
+        update={"learning_rate": 1e30 if case == "alice-diverges" else spec.training.learning_rate}
+    )
+    alice_task = MnistTask.from_spec(alice_training, party_index=0, parties=2)
+    alice_start = alice_task.exchanged_state()
     bob_task = MnistTask.from_spec(spec.training, party_index=1, parties=2)
     bob_result = bob_task.train_round(1)
     bob_state = bob_task.exchanged_state()
@@ -68,6 +73,7 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper
     safetensors.torch.save_file(bob_state, str(upload))
     digest = sha256_file(upload)
     owner.put("bob", KEY, upload)
+    tamper = case == "tampered"
     if tamper:
         stored = buckets / "bob" / KEY
         data = bytearray(stored.read_bytes())
@@ -110,9 +116,17 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper
         str(buckets / "alice" / "fed" / "rounds" / "1" / "alice.safetensors")
     )
     assert sha256_file(buckets / "alice" / "fed" / "rounds" / "1" / "alice.safetensors") == record.sha256
+    alice_samples = 0 if case == "alice-diverges" else result.samples
+    assert result.announcements[0]["samples"] == alice_samples
     expected = fedavg(
-        [Update("bob", bob_result.samples, bob_state), Update("alice", result.samples, alice_update)]
+        [Update("bob", bob_result.samples, bob_state), Update("alice", alice_samples, alice_update)]
     )
+    if case == "alice-diverges":
+        # She announced the weights she started from, with no weight: the round is bob's update.
+        assert state_sha256(alice_update) == state_sha256(alice_start)
+        assert state_sha256(expected) == state_sha256(bob_state)
+        assert record.train_metrics == {"diverged": 1.0}
+        assert "diverged" in [e["state"] for e in events]
     assert record.global_sha256 == result.final_sha256 == state_sha256(expected)
     assert state_sha256(alice_task.exchanged_state()) == state_sha256(expected)
     assert [(a["round"], a["party"]) for a in result.announcements] == [(1, "alice"), (1, "bob")]
@@ -121,5 +135,6 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, tamper
         "train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate"
     }  # fmt: skip
     states = [e["state"] for e in events]
-    assert states[:2] == ["training", "uploading"] and states[-3:] == ["aggregated", "evaluated", "done"]
+    assert states[0] == "training" and states[-3:] == ["aggregated", "evaluated", "done"]
+    assert states.index("uploading") < states.index("announced") < states.index("aggregated")
     assert 0 < record.metrics["accuracy"] <= 1 and record.timings["evaluate"] > 0

@@ -118,5 +118,17 @@ def test_duplicate_party_empty_round_and_bad_sample_counts_are_rejected() -> Non
         fedavg([update, update])
     with pytest.raises(AggregationError, match="no updates"):
         fedavg([])
-    with pytest.raises(AggregationError, match="party 'z' reports 0 samples"):
-        fedavg([update, Update("z", 0, {"w": torch.zeros(2)})])
+    with pytest.raises(AggregationError, match="party 'z' reports -1 samples"):
+        fedavg([update, Update("z", -1, {"w": torch.zeros(2)})])
+    with pytest.raises(AggregationError, match="lower the learning rate"):
+        fedavg([Update("a", 0, {"w": torch.zeros(2)}), Update("z", 0, {"w": torch.zeros(2)})])
+
+
+def test_an_update_with_zero_samples_has_no_weight() -> None:
+    # A party whose training diverged announces 0 samples; its (even non-finite) tensors must not count.
+    kept = Update("a", 5, {"w": torch.tensor([1.0, 2.0])})
+    left_out = Update("z", 0, {"w": torch.tensor([float("nan"), 200.0])})
+
+    result = fedavg([kept, left_out])
+
+    assert torch.equal(result["w"], torch.tensor([1.0, 2.0]))
