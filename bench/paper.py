@@ -14,6 +14,7 @@ budget) are the baselines the same run trains (``--baselines``), with the same s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import time
@@ -61,6 +62,8 @@ class Row:
     simulate_wall: float
     error: str = ""
     """The run's one-line error when it failed (from its log)."""
+    diverged: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+    """Party -> rounds whose local training diverged (left out of those rounds with 0 samples)."""
 
 
 def _tag(dataset: str, preset: str, parties: int) -> str:
@@ -93,6 +96,7 @@ def measure(dataset: str, preset: str, spec: TrainingSpec, parties: int) -> Row:
         identical_weights=bool(report and report["identicalFinalWeights"]),
         simulate_wall=run.wall,
         error="" if run.ok else run_error(tag) or f"exit {run.process.returncode}",
+        diverged={p["name"]: p["divergedRounds"] for p in parties_report if p.get("divergedRounds")},
     )
 
 
@@ -150,11 +154,19 @@ def render(rows: list[Row], seconds: float) -> str:
             "Fashion-MNIST: Debian `dataset-fashion-mnist`, 60,000 train IID / 10,000 test.",
             _docs.table(header, body),
             *[
-                f"{r.dataset} N={r.parties} {r.preset}: `hydrafed simulate` failed: {r.error} "
-                "(plain SGD at this learning rate diverged; announcements refuse non-finite metrics, "
-                "so the run stops)"
+                f"{r.dataset} N={r.parties} {r.preset}: `hydrafed simulate` failed: {r.error}"
                 for r in rows
                 if r.error
+            ],
+            *[
+                f"{r.dataset} N={r.parties} {r.preset}: local training diverged (non-finite loss) for "
+                + "; ".join(
+                    f"{p} in round(s) {', '.join(map(str, rs))}" for p, rs in sorted(r.diverged.items())
+                )
+                + ". A diverged party announces the weights it started from with 0 samples, so it has "
+                "no weight in that round's average and the federation goes on."
+                for r in rows
+                if r.diverged
             ],
             "Every party ends a federated run with bit-identical global weights "
             f"({identical}), "
