@@ -136,3 +136,36 @@ def test_round_figures_from_report_phases() -> None:
     assert figures.train == pytest.approx(1.4)
     assert figures.overhead == pytest.approx(0.2)
     assert phases["wait"] == pytest.approx(0.3)
+
+
+def test_round_figures_tile_the_timeline_when_reports_have_timestamps() -> None:
+    from bench import _hydrafed
+
+    # Prepare: round 1 runs 100.0-102.0; a trains 100.0-101.0, b 100.5-101.2. Party a starts
+    # round 2 early (102.0) while b still finishes round 1 until 102.5; round 2 ends at 104.0.
+    zero = dict.fromkeys(_hydrafed.PHASES, 0.0)
+
+    def party(start: float, train: float, end: float) -> dict[str, float]:
+        return {**zero, "train": train, "startedAt": start, "finishedAt": end}
+
+    report = {
+        "parties": [{"federatedAccuracy": [0.8, 0.9]}],
+        "timings": {
+            "perRound": [
+                {"round": 1, "parties": {"a": party(100.0, 1.0, 101.8), "b": party(100.5, 0.7, 102.5)}},
+                {"round": 2, "parties": {"a": party(102.0, 1.0, 104.0), "b": party(102.6, 0.9, 103.9)}},
+            ]
+        },
+    }
+
+    # Execute
+    first, second = _hydrafed.round_figures(report)
+
+    # Assert: round 1 = 100.0-102.5 with training 100.0-101.2 plus a's early 102.0-102.5
+    assert first.wall == pytest.approx(2.5)
+    assert first.train == pytest.approx(1.2 + 0.5)
+    assert first.overhead == pytest.approx(0.8)
+    # round 2 = 102.5-104.0: a trains until 103.0, b 102.6-103.5, so 102.5-103.5 is training
+    assert second.wall == pytest.approx(1.5)
+    assert second.train == pytest.approx(1.0)
+    assert second.overhead == pytest.approx(0.5)
