@@ -346,6 +346,55 @@ class PartyWorker:
             loaded.append(load_peer_update(store, entry, inbox / f"{party}.safetensors", reference))
         return loaded
 
+    async def _gather_updates(
+        self,
+        round_no: int,
+        local_state: Mapping[str, torch.Tensor],
+        inbox: Path,
+        timings: dict[str, float],
+    ) -> dict[str, Update]:
+        """Every peer's verified update for the round, fetched as its announcement is confirmed.
+
+        While the round is incomplete the party evaluates the previous round's global model and
+        downloads what is already confirmed, so after the last announcement only the last update
+        is left to fetch. Records ``wait`` (without that work), ``download`` and ``verify``.
+        """
+        name = self.config.name
+        loaded: dict[str, Update] = {}
+        timings["download"] = timings["verify"] = 0.0
+        busy = 0.0
+
+        def unfetched() -> list[ConfirmedAnnouncement]:
+            entries = self.book.round_announcements(round_no)
+            return [e for e in entries if e.announcement.party not in (name, *loaded)]
+
+        async def fetch() -> None:
+            nonlocal busy
+            started = time.perf_counter()
+            # One worker-thread hop per batch: each hop costs a wake-up of the event loop.
+            for update, download_s, verify_s in await asyncio.to_thread(
+                self._load_peers, unfetched(), inbox, local_state
+            ):
+                loaded[update.party] = update
+                timings["download"] += download_s
+                timings["verify"] += verify_s
+            busy += time.perf_counter() - started
+
+        started = time.perf_counter()
+        busy += await self._evaluate_pending()
+        while not self.book.is_complete(round_no):
+            if unfetched():
+                await fetch()
+            else:
+                await self._wait_until(
+                    lambda: self.book.is_complete(round_no) or bool(unfetched()),
+                    f"round {round_no} membership",
+                )
+        timings["wait"] = time.perf_counter() - started - busy
+        if unfetched():
+            await fetch()
+        return loaded
+
     async def _round(
         self,
         client: client_mod.HydraClient,
@@ -425,42 +474,7 @@ class PartyWorker:
         if not self.book.is_complete(round_no):
             self._report(round_no, "waiting", announced=self.book.announced(round_no))
 
-        # While the round is incomplete, fetch the updates already confirmed: after the last
-        # announcement only the last party's update is left to download.
-        loaded: dict[str, Update] = {}
-        timings["download"] = timings["verify"] = 0.0
-        fetching = 0.0
-
-        def unfetched() -> list[ConfirmedAnnouncement]:
-            return [
-                e
-                for e in self.book.round_announcements(round_no)
-                if e.announcement.party != name and e.announcement.party not in loaded
-            ]
-
-        async def fetch() -> None:
-            nonlocal fetching
-            started = time.perf_counter()
-            # One worker-thread hop per batch: each hop costs a wake-up of the event loop.
-            batch = await asyncio.to_thread(self._load_peers, unfetched(), round_dir / "peers", local_state)
-            for update, download_s, verify_s in batch:
-                loaded[update.party] = update
-                timings["download"] += download_s
-                timings["verify"] += verify_s
-            fetching += time.perf_counter() - started
-
-        started = time.perf_counter()
-        evaluating = await self._evaluate_pending()  # the previous round's model, while peers finish
-        while not self.book.is_complete(round_no):
-            if unfetched():
-                await fetch()
-            else:
-                await self._wait_until(
-                    lambda: self.book.is_complete(round_no) or bool(unfetched()),
-                    f"round {round_no} membership",
-                )
-        timings["wait"] = time.perf_counter() - started - fetching - evaluating
-
+        peer_updates = await self._gather_updates(round_no, local_state, round_dir / "peers", timings)
         self._report(round_no, "aggregating")
         entries = self.book.round_announcements(round_no)
         for entry in entries:
@@ -468,10 +482,11 @@ class PartyWorker:
                 raise errors.IntegrityError(
                     f"the ledger holds another hash for {name}'s own round {round_no} update"
                 )
-        if unfetched():
-            await fetch()
-        loaded[name] = Update(name, samples, local_state)
-        updates = [loaded[e.announcement.party] for e in entries]
+        own_update = Update(name, samples, local_state)
+        updates = [
+            own_update if e.announcement.party == name else peer_updates[e.announcement.party]
+            for e in entries
+        ]
 
         started = time.perf_counter()
         aggregated: AggregationResult = self.aggregator.aggregate(
