@@ -170,8 +170,8 @@ def render(rows: list[Row], seconds: float) -> str:
             ],
             "Every party ends a federated run with bit-identical global weights "
             f"({identical}), "
-            "so its federated accuracy is one number. A local-only range reaching 10% (chance) means "
-            "that party's training diverged.",
+            "so its federated accuracy is one number. A figure at 10% (chance), local-only or "
+            "centralized, means that training diverged.",
             f"Machine: {_docs.machine()}; torch {torch.__version__}. The whole table took "
             f"{seconds / 60:.1f} min. Rerun: `make bench` or `.venv/bin/python -m bench.paper`; "
             "raw figures in `bench/results/paper.json`.",
