@@ -82,15 +82,13 @@ def _open_buckets(
     if options.store == "local":
         storage_spec = StorageSpec(backend=StorageBackend.LOCAL, root=str(work / "buckets"))
         credentials: dict[str, dict[str, str]] = {n: {} for n in names}
-    elif options.store == "seaweedfs":
+    else:  # seaweedfs (run_simulation checked the name)
         from hydrafed.storage import seaweedfs
 
         server = seaweedfs.SeaweedS3.start(work / "seaweedfs", names)
         stack.callback(server.stop)
         storage_spec = StorageSpec(backend=StorageBackend.S3, endpoint=server.endpoint, path_style=True)
         credentials = {n: server.credentials(n, reader_for=seaweedfs.ALL_PEERS) for n in names}
-    else:
-        raise errors.ConfigError(f"--store {options.store!r} is unknown: use one of {', '.join(STORES)}")
     grants = {}
     expiry = timedelta(hours=spec.storage.share_expiry_hours)
     for name in names:
