@@ -395,6 +395,52 @@ class PartyWorker:
             await fetch()
         return loaded
 
+    async def _train(
+        self, round_no: int, timings: dict[str, float]
+    ) -> tuple[dict[str, torch.Tensor], int, dict[str, float]]:
+        """One round of local training: the exchanged tensors, their FedAvg weight and the metrics.
+
+        One party's diverged SGD must not end the federation or poison the average: on a
+        non-finite loss or weights the party keeps the weights it started from, with 0 samples.
+        """
+        self._report(round_no, "training")
+        started = time.perf_counter()
+        start_state = self.task.exchanged_state()
+        result = await asyncio.to_thread(self.task.train_round, round_no)
+        timings["train"] = time.perf_counter() - started
+        self._samples = result.samples
+        local_state = self.task.exchanged_state()
+        metrics = {k: float(v) for k, v in result.metrics.items()}
+        if _finite(metrics, local_state):
+            return local_state, result.samples, metrics
+        log.warning(
+            "%s: local training diverged in round %d (non-finite loss or weights); "
+            "its update is left out of the round; consider a lower learning rate",
+            self.config.name,
+            round_no,
+        )
+        self.task.load_exchanged_state(start_state)
+        self._report(round_no, "diverged")
+        return start_state, 0, {"diverged": 1.0}
+
+    def _upload(
+        self, round_no: int, round_dir: Path, state: Mapping[str, torch.Tensor], timings: dict[str, float]
+    ) -> tuple[str, str]:
+        """Write the update as safetensors into our bucket; returns its sha256 and URI."""
+        name = self.config.name
+        self._report(round_no, "uploading")
+        started = time.perf_counter()
+        path = round_dir / f"{name}.safetensors"
+        safetensors.torch.save_file(dict(state), str(path))
+        digest = sha256_file(path)
+        timings["serialize"] = time.perf_counter() - started
+        started = time.perf_counter()
+        key = f"{self.config.fed}/rounds/{round_no}/{name}.safetensors"
+        bucket = self.members[name].bucket
+        self.store.put(bucket, key, path)
+        timings["upload"] = time.perf_counter() - started
+        return digest, self.store.uri(bucket, key)
+
     async def _round(
         self,
         client: client_mod.HydraClient,
@@ -407,47 +453,16 @@ class PartyWorker:
         round_dir = self.work_dir / f"round-{round_no}"
         round_dir.mkdir(parents=True, exist_ok=True)
 
-        self._report(round_no, "training")
         started_at = time.time()
-        started = time.perf_counter()
-        start_state = self.task.exchanged_state()
-        result = await asyncio.to_thread(self.task.train_round, round_no)
-        timings["train"] = time.perf_counter() - started
-        self._samples = result.samples
-        local_state = self.task.exchanged_state()
-        metrics = {k: float(v) for k, v in result.metrics.items()}
-        samples = result.samples
-        if not _finite(metrics, local_state):
-            # One party's diverged SGD must not end the federation or poison the average: it
-            # announces the weights it started from with 0 samples, so it has no weight.
-            log.warning(
-                "%s: local training diverged in round %d (non-finite loss or weights); "
-                "its update is left out of the round; consider a lower learning rate",
-                name,
-                round_no,
-            )
-            self.task.load_exchanged_state(start_state)
-            local_state, samples, metrics = start_state, 0, {"diverged": 1.0}
-            self._report(round_no, "diverged")
-
-        self._report(round_no, "uploading")
-        started = time.perf_counter()
-        path = round_dir / f"{name}.safetensors"
-        safetensors.torch.save_file(local_state, str(path))
-        digest = sha256_file(path)
-        timings["serialize"] = time.perf_counter() - started
-        started = time.perf_counter()
-        key = f"{self.config.fed}/rounds/{round_no}/{name}.safetensors"
-        bucket = self.members[name].bucket
-        self.store.put(bucket, key, path)
-        timings["upload"] = time.perf_counter() - started
+        local_state, samples, metrics = await self._train(round_no, timings)
+        digest, uri = self._upload(round_no, round_dir, local_state, timings)
 
         started = time.perf_counter()
         announcement = tx_mod.Announcement(
             fed=self.config.fed,
             round=round_no,
             party=name,
-            uri=self.store.uri(bucket, key),
+            uri=uri,
             sha256=digest,
             samples=samples,
             metrics=metrics,
