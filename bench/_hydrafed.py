@@ -29,13 +29,12 @@ from pathlib import Path
 from typing import Any
 
 from bench import _env, _measure, _runs
+from hydrafed.ports import free_base_port
 from hydrafed.spec import TrainingSpec
 
 HYDRAFED = _env.REPO_ROOT / ".venv" / "bin" / "hydrafed"
 PHASES = ("train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate")
 PLOTTED_PHASES = ("announce", "wait", "download", "aggregate")
-# A port range of our own, so that a benchmark never collides with a test using the default 48100.
-API_PORT = 46100
 _PAPER_MOMENTUM = 0.0  # `--preset paper` is the only way the CLI sets plain SGD
 _COMPARED = ("model", "dataset", "rounds", "localEpochs", "learningRate", "batchSize", "momentum", "seed")
 
@@ -102,7 +101,9 @@ def simulate(
         "--out",
         str(out),
         "--api-port",
-        str(API_PORT),
+        # Free ports found now: a fixed range once met a port still held by the Ray processes
+        # of the Flower run before it.
+        str(free_base_port(parties)),
         "--baselines" if baselines else "--no-baselines",
         "--store",
         store,
