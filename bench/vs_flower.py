@@ -183,12 +183,14 @@ def _reading(runs: dict[int, dict[str, _runs.RunFigures]], pairs: Pairs) -> str:
         "imported torch and pycardano once (spawned parties spent ~3.5 s of CPU each on imports); "
         "announcements are encoded and read with cbor2 rather than pycardano's type-checked codec; "
         "peers' updates are read into memory (no temp file) and fetched as their announcements are "
-        "confirmed, while slower parties still train; and each round's global model is evaluated "
-        "while the party waits for the next round's announcements, off the critical path. The last "
-        "two are pipelining: they move work into time when some party trains, which is what this "
-        "overhead measures, so the round wall is the figure that counts every CPU second. On a real "
-        "deployment each party runs on its own machine and pays only its own phases (see Per-round "
-        "overhead)."
+        "confirmed, while slower parties still train; each round's global model is evaluated "
+        "while the party waits for the next round's announcements, off the critical path; and the "
+        "party processes run at nice +5, so that the devnet, which stands in for the hydra-node "
+        "each party would have on its own machine, is not queued behind their training. The "
+        "prefetching and the deferred evaluation are pipelining: they move work into time when some "
+        "party trains, which is what this overhead measures, so the round wall is the figure that "
+        "counts every CPU second. On a real deployment each party runs on its own machine and pays "
+        "only its own phases (see Per-round overhead)."
     )
 
 

@@ -110,6 +110,7 @@ def _party_process(
     import torch
 
     torch.set_num_threads(1)
+    processes_mod.lower_priority()
     try:
         task = build_task(config.spec.training, party_index=party_index, parties=parties, cache=cache)
         worker = PartyWorker(config, task, progress=events.put)
