@@ -180,7 +180,7 @@ def simulate(
     ] = Path("runs/simulate"),
     api_port: Annotated[
         int, typer.Option("--api-port", help="First devnet API port; party i uses api-port+i.")
-    ] = 48100,
+    ] = 28100,
     baselines: Annotated[
         bool, typer.Option("--baselines/--no-baselines", help="Also train local-only and centralized.")
     ] = True,

@@ -53,7 +53,9 @@ class SimulateOptions:
 
     parties: int
     out: Path
-    api_port: int = 48100
+    api_port: int = 28100
+    """First devnet port, below Linux's ephemeral range (32768-60999): a client socket lingering in
+    TIME_WAIT on a port there would keep a node from listening on it."""
     fed: str = "simulate"
     baselines: bool = True
     contestation_period: float = 1.0
