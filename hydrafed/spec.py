@@ -684,3 +684,58 @@ def describe_validation_error(exc: ValidationError, root: str = "spec") -> str:
         path = ".".join([root, *(str(part) for part in error["loc"])])
         lines.append(f"{path}: {error['msg']}")
     return "; ".join(lines)
+
+
+# --- the worker's configuration file: written by the operator, read by `hydrafed worker` ----
+
+
+class WorkerMember(StatusModel):
+    """One federation member as the worker sees it: public facts and where its read grant is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: Name
+    """Party name (the Party object's name)."""
+    address: str = Field(max_length=128, pattern=r"^(addr|addr_test)1[0-9a-z]+$")
+    """The member's Cardano address; every announcement pays each peer here."""
+    key_hash: str = Field(pattern=r"^[0-9a-f]{56}$")
+    """Payment key hash (hex) that must have signed the member's announcements."""
+    bucket: str = Field(min_length=3, max_length=63)
+    """Bucket that holds the member's updates."""
+    grant_file: str | None = Field(default=None, max_length=512)
+    """File holding the read-only grant the member shared (a mounted Secret); None for ourselves."""
+
+
+class WorkerConfig(StatusModel):
+    """Everything ``hydrafed worker`` needs; secrets are only referenced by file path.
+
+    The operator renders it into a ConfigMap from the Federation, the Parties and their status;
+    the keys, the storage credentials and the peers' grants are mounted Secrets named by path.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    federation: Name
+    """Federation name: announcements carry it, and bucket keys start with it."""
+    party: Name
+    """The local party's name."""
+    spec: FederationSpec
+    """The Federation's spec, as applied."""
+    members: Annotated[list[WorkerMember], Field(min_length=1, max_length=29)]
+    """Every member, the local party included, sorted by name."""
+    api_url: str = Field(max_length=256, pattern=r"^(http|https|ws|wss)://[^\s]+$")
+    """The local party's hydra-node API (the only node this worker talks to)."""
+    keys_dir: str = Field(max_length=512)
+    """Directory with hydra.sk and payment.sk (the mounted key Secret)."""
+    work_dir: str = Field(max_length=512)
+    """Scratch space for round files (an emptyDir or a volume)."""
+    storage_credentials_dir: str | None = Field(default=None, max_length=512)
+    """Directory of the mounted storage Secret, one file per credential key (s3, storj)."""
+    network: Literal["testnet", "mainnet"] = "testnet"
+    """Cardano network of the payment addresses."""
+    data_path: str | None = Field(default=None, max_length=512)
+    """The party's own training data; unset: the seeded simulation partition (party index of N)."""
+    party_index: int = Field(ge=0, le=28)
+    """Position of the local party in ``members`` (sorted by name): selects the simulated shard."""
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    """Port of the worker's Prometheus metrics endpoint; unset: none."""
