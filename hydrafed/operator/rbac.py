@@ -16,7 +16,11 @@ READ = ["get", "list", "watch"]
 OWN = [*READ, "create", "update", "patch", "delete"]
 
 RULES: list[dict[str, Any]] = [
-    {"apiGroups": [spec.API_GROUP], "resources": ["federations", "parties"], "verbs": [*READ, "patch", "update"]},
+    {
+        "apiGroups": [spec.API_GROUP],
+        "resources": ["federations", "parties"],
+        "verbs": [*READ, "patch", "update"],
+    },
     {
         "apiGroups": [spec.API_GROUP],
         "resources": ["federations/status", "parties/status"],
