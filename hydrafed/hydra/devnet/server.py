@@ -1,7 +1,7 @@
 """The devnet's node endpoints: HTTP and WebSocket on one port per node, as hydra-node serves.
 
 :class:`Devnet` owns the state dir (``devnet.json``, key files, event logs, emulated L1), the
-shared :class:`~hydrafed.hydra.devnet.head.Head` and one aiohttp site per node on
+shared :class:`~hydrafed.hydra.devnet.emulated_head.Head` and one aiohttp site per node on
 ``127.0.0.1:P+i``. It runs in the caller's event loop (``await start()``) or in a thread of its
 own (:class:`DevnetThread`) for synchronous callers.
 """
@@ -25,7 +25,7 @@ from hydrafed import errors
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import ledger, messages
 from hydrafed.hydra import utxo as utxo_mod
-from hydrafed.hydra.devnet import head as head_mod
+from hydrafed.hydra.devnet import emulated_head
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +75,8 @@ class Devnet:
         self.network = keys_mod.to_network(network)
         self.funds_per_party = funds_per_party
         self._cp, self._da, self._dp = contestation_period, deposit_activation, deposit_period
-        self._pp = protocol_parameters or dict(head_mod.DEFAULT_PROTOCOL_PARAMETERS)
-        self.head: head_mod.Head | None = None
+        self._pp = protocol_parameters or dict(emulated_head.DEFAULT_PROTOCOL_PARAMETERS)
+        self.head: emulated_head.Head | None = None
         self.open_head = open_head
         self._runners: list[web.AppRunner] = []
 
@@ -132,7 +132,7 @@ class Devnet:
         """Create or resume the state, then listen on every node port."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         parties, fresh = self._load_or_create_keys()
-        config = head_mod.HeadConfig(
+        config = emulated_head.HeadConfig(
             parties=tuple(parties),
             network=self.network,
             contestation_period=self._cp,
@@ -140,7 +140,7 @@ class Devnet:
             deposit_period=self._dp,
             protocol_parameters=self._pp,
         )
-        self.head = head_mod.Head(config, self.state_dir)
+        self.head = emulated_head.Head(config, self.state_dir)
         self.head.open_logs()
         if fresh:
             for k in parties:

@@ -6,7 +6,7 @@ import pycardano
 import pytest
 
 from hydrafed.hydra import keys, ledger
-from hydrafed.hydra.devnet.head import DEFAULT_PROTOCOL_PARAMETERS
+from hydrafed.hydra.devnet.emulated_head import DEFAULT_PROTOCOL_PARAMETERS
 from tests.unit.hydra.helpers import make_tx
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import pytest
 from hydrafed import errors
 from hydrafed.hydra import keys, ledger, tx
 from hydrafed.hydra import utxo as utxo_mod
-from hydrafed.hydra.devnet.head import DEFAULT_PROTOCOL_PARAMETERS
+from hydrafed.hydra.devnet.emulated_head import DEFAULT_PROTOCOL_PARAMETERS
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,8 @@ One :class:`Head` serves N node endpoints. Every input is processed once; timed 
 appended to each node's own event log (own ``seq``), persisted as JSON lines and pushed to that
 node's clients. The head state is event-sourced: a restarted devnet rebuilds it by replaying
 node 0's log, as hydra-node does from its persistence directory. This module knows nothing of
-HTTP; :mod:`hydrafed.hydra.devnet.server` puts it on sockets.
+HTTP; :mod:`hydrafed.hydra.devnet.server` puts it on sockets. It is the head itself, emulated;
+the head lifecycle driver that simulate and the operator use is a client of it (or of a real head).
 """
 
 from __future__ import annotations
