@@ -236,6 +236,8 @@ class HeadSpec(SpecModel):
         default=1_000_000, json_schema_extra=immutable("head.announceLovelace", RECREATE_FEDERATION)
     )
     """Lovelace paid to each peer with every round announcement."""
+    deposit_period_seconds: int = Field(default=3600, ge=1, le=30 * 24 * 3600)
+    """hydra-node --deposit-period: how long a deposit on L1 may take to be observed."""
     metadata_label: int = Field(
         default=1990,
         ge=0,
@@ -297,6 +299,8 @@ class FederationSpec(SpecModel):
     """The shared Hydra head."""
     storage: StorageSpec = Field(default_factory=StorageSpec)
     """Update storage."""
+    close: bool = False
+    """Close and fan out the head and keep the Federation as a record (any party may do it)."""
 
 
 class SecretRef(SpecModel):
@@ -310,6 +314,10 @@ class SecretRef(SpecModel):
 
 _REMOTE_FACTS_FIX = "copy them from `hydrafed party export` of that organisation"
 _GPUS_RULE = "gpus only applies to the local party: remove gpus or set local: true"
+_LOCAL_ONLY_RULE = (
+    "keySecretRef and nodeApiUrl are only for the local party (its own keys and node): "
+    "remove them from a remote party"
+)
 _STORAGE_REF_RULE = (
     "storageSecretRef is only for the local party (its own credentials): "
     "for a remote party use readGrantSecretRef"
@@ -334,6 +342,7 @@ class PartySpec(SpecModel):
                     _STORAGE_REF_RULE,
                     field_path=".storageSecretRef",
                 ),
+                cel("self.local || (!has(self.keySecretRef) && !has(self.nodeApiUrl))", _LOCAL_ONLY_RULE),
             ]
         }
     )
@@ -373,6 +382,12 @@ class PartySpec(SpecModel):
     """nvidia.com/gpu the worker asks for (local party)."""
     data_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Where the worker finds this party's training data (local party)."""
+    key_secret_ref: SecretRef | None = None
+    """Secret with your own hydra.sk and payment.sk (local party); unset: generated once into <name>-keys."""
+    node_api_url: str | None = Field(default=None, max_length=256, pattern=r"^(http|https|ws|wss)://[^\s]+$")
+    """API URL of a hydra-node you run yourself (local party); then the operator creates no node."""
+    peer_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    """Service type of the hydra-node peer port (local party); peers in other clusters must reach it."""
 
     @model_validator(mode="after")
     def _check_remote_facts(self) -> PartySpec:
@@ -394,6 +409,8 @@ class PartySpec(SpecModel):
                 raise ValueError(_GPUS_RULE)
             if self.storage_secret_ref is not None:
                 raise ValueError(_STORAGE_REF_RULE)
+            if self.key_secret_ref is not None or self.node_api_url is not None:
+                raise ValueError(_LOCAL_ONLY_RULE)
         return self
 
 
@@ -456,14 +473,23 @@ class FederationPhase(StrEnum):
     """A one-word summary of a Federation for kubectl get; conditions carry the detail."""
 
     PENDING = "Pending"
-    FORMING = "Forming"
-    HEAD_OPEN = "HeadOpen"
-    ROUND_RUNNING = "RoundRunning"
-    AGGREGATING = "Aggregating"
+    """Waiting for its Parties (exactly one local, keys, every peer's public facts)."""
+    PROVISIONING = "Provisioning"
+    """Creating the local party's node and waiting for it to answer."""
+    OPENING = "Opening"
+    """The head is being initialised (Init by the first party in sorted order)."""
+    FUNDING = "Funding"
+    """The head is open; parties deposit their funds."""
+    TRAINING = "Training"
+    """Rounds are running."""
     COMPLETED = "Completed"
+    """Every round is complete; the head stays open until the Federation is closed or deleted."""
     CLOSING = "Closing"
+    """Close sent; waiting for the contestation deadline, then Fanout."""
     CLOSED = "Closed"
+    """The head is finalized; funds are back on L1."""
     FAILED = "Failed"
+    """Something needs a person; the message says what."""
 
 
 class HeadState(StrEnum):
@@ -585,7 +611,7 @@ class FederationStatus(StatusModel):
     observed_generation: int | None = Field(default=None, ge=0)
     """metadata.generation the operator last acted on."""
     phase: FederationPhase | None = None
-    """One-word summary for kubectl get: Pending, Forming, HeadOpen, RoundRunning, ..."""
+    """One-word summary for kubectl get: Pending, Provisioning, Opening, Funding, Training, ..."""
     message: str | None = Field(default=None, max_length=4096)
     """Human-readable explanation of the phase (what the operator waits for, or what failed)."""
     conditions: ConditionList | None = None

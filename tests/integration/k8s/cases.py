@@ -138,6 +138,13 @@ INVALID: tuple[Invalid, ...] = (
         "storageSecretRef",
         extra_needles=("readGrantSecretRef",),
     ),
+    Invalid(
+        "remote-with-own-node",
+        party(_remote(nodeApiUrl="http://hydra:4001")),
+        "spec",
+        "nodeApiUrl",
+        extra_needles=("local party",),
+    ),
     Invalid("gpus-too-many", party({**LOCAL_PARTY, "gpus": 17}), "spec.gpus", "gpus"),
     Invalid(
         "name-not-dns-label",

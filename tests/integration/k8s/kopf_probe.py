@@ -33,5 +33,5 @@ def probe(retry: int, patch: kopf.Patch, **_: Any) -> None:
     CALLS.append(retry)
     if retry == 0:
         raise kopf.TemporaryError("first try fails on purpose", delay=0.5)
-    patch.status["phase"] = "Forming"
+    patch.status["phase"] = "Provisioning"
     patch.status["message"] = "waiting for parties"

@@ -42,7 +42,7 @@ def _update(round_no: int, party: str, samples: int) -> spec.UpdateRef:
 
 FEDERATION_STATUS = spec.FederationStatus(
     observed_generation=2,
-    phase=spec.FederationPhase.ROUND_RUNNING,
+    phase=spec.FederationPhase.TRAINING,
     message="round 3 of 10: waiting for carol's announcement",
     conditions=[
         _condition("PartiesReady", spec.ConditionStatus.TRUE, "AllConnected"),

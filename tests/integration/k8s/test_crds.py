@@ -185,7 +185,7 @@ def test_printer_columns_show_phase_round_parties_age(
     assert normal == ["Name", "Phase", "Round", "Parties", "Age"]
     assert {"Head", "Snapshot", "Network"} <= set(columns)
     row = table["rows"][0]["cells"]
-    assert row[:4] == ["digits", "RoundRunning", 3, "3/3"]
+    assert row[:4] == ["digits", "Training", 3, "3/3"]
 
 
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"

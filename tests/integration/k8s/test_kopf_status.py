@@ -34,7 +34,7 @@ def test_kopf_progress_in_status_survives_and_the_retry_succeeds(
         kube.create(path, cases.federation({}))
         done: dict[str, Any] = kube.wait_for(
             "kopf to write status.phase",
-            lambda: (lambda obj: obj if obj.get("status", {}).get("phase") == "Forming" else None)(
+            lambda: (lambda obj: obj if obj.get("status", {}).get("phase") == "Provisioning" else None)(
                 kube.get(f"{path}/digits")
             ),
             timeout=45,

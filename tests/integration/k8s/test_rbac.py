@@ -68,12 +68,12 @@ def test_status_patch_needs_the_status_subresource_grant(
 
     # Execute
     listed = operator.wait_for("the RoleBinding to take effect", lambda: operator.get(path)["items"])
-    operator.merge_patch(f"{path}/digits/status", {"status": {"phase": "Forming"}})
+    operator.merge_patch(f"{path}/digits/status", {"status": {"phase": "Provisioning"}})
     with pytest.raises(ApiError) as spec_patch:
         operator.merge_patch(f"{path}/digits", {"spec": {"roundPolicy": {"timeoutSeconds": 5}}})
 
     # Assert
     assert before.value.code == 403
     assert [f["metadata"]["name"] for f in listed] == ["digits"]
-    assert kube.get(f"{path}/digits")["status"]["phase"] == "Forming"
+    assert kube.get(f"{path}/digits")["status"]["phase"] == "Provisioning"
     assert spec_patch.value.code == 403
