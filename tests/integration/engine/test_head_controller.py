@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from hydrafed import errors
-from hydrafed.head import HeadController
+from hydrafed.head import HeadController, close_step
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys, messages, tx
+from hydrafed.hydra.devnet import Devnet
+from hydrafed.ports import free_base_port
 from hydrafed.rounds import RoundBook
 from tests.integration.engine.conftest import Net
 
@@ -103,3 +106,64 @@ async def test_open_refuses_a_closed_head_and_bad_controllers(devnet: Net) -> No
         HeadController({})
     with pytest.raises(errors.ConfigError, match="no node client"):
         await controller.fund({"dave": party_keys["alice"]})
+
+
+async def test_a_reopened_head_gets_its_own_id(devnet: Net) -> None:
+    # Prepare: a head opened, closed and fanned out; the nodes' history still holds its HeadIsOpen
+    _, clients, _ = devnet
+    controller = HeadController(clients, timeout=20)
+    first = await controller.open()
+    await controller.close_and_fanout()
+
+    # Execute
+    second = await HeadController(clients, timeout=20).open()
+
+    # Assert
+    assert second != first
+    assert second == (await clients["carol"].get_head())["contents"]["headId"]
+
+
+async def test_fanout_waits_for_the_contestation_deadline_not_a_fixed_timeout(tmp_path: Path) -> None:
+    # Prepare: a contestation period three times the controller's per-event timeout
+    async with (
+        Devnet(
+            parties=["alice"], api_port=free_base_port(1), state_dir=tmp_path / "d", contestation_period=3.0
+        ) as net,
+        client_mod.HydraClient(net.urls[0]) as client,
+    ):
+        controller = HeadController({"alice": client}, timeout=1.0)
+        await controller.open()
+
+        # Execute
+        result = await controller.close_and_fanout()
+
+        # Assert
+        assert result.head_id == controller.head_id
+        assert (await client.get_head())["tag"] == "Idle"
+
+
+async def test_close_step_closes_and_fans_out_one_idempotent_step_at_a_time(devnet: Net) -> None:
+    # Prepare
+    _, clients, _ = devnet
+    head_id = await HeadController(clients, timeout=20).open()
+
+    # Execute: steps from two different parties' nodes, as two operators would take them
+    steps = []
+    for turn in range(40):
+        step = await close_step(clients["bob" if turn % 2 else "carol"], head_id)
+        steps.append(step.waiting_for)
+        if step.done:
+            break
+        await asyncio.sleep(min(step.retry_in, 0.2))
+
+    # Assert: Close, the deadline, Fanout, then done; the head is idle and says so again
+    assert step.done, steps
+    assert any("HeadIsClosed" in s for s in steps) and any("Fanout" in s for s in steps)
+    assert (await clients["alice"].get_head())["tag"] == "Idle"
+    assert (await close_step(clients["alice"], head_id)).done
+
+
+async def test_close_step_releases_a_head_that_never_opened_at_once(devnet: Net) -> None:
+    _, clients, _ = devnet
+    step = await close_step(clients["alice"], None)
+    assert step.done and "no head was opened" in step.waiting_for
