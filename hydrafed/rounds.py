@@ -40,6 +40,20 @@ class ConfirmedAnnouncement:
     snapshot: int
 
 
+@dataclass(frozen=True)
+class Ignored:
+    """A confirmed tx that looked like an announcement but does not count, and why."""
+
+    tx_id: str
+    party: str
+    """The party the metadata claims (only a claim: it may be forged)."""
+    round: int
+    code: str
+    """CamelCase cause for machines: OtherFederation, SpecMismatch, NotMember, NotSigned, Duplicate."""
+    reason: str
+    """The cause in words."""
+
+
 @dataclass
 class RoundBook:
     """Which members have announced which round, as confirmed by the head.
@@ -56,8 +70,8 @@ class RoundBook:
     spec_hash: str
     members: Mapping[str, str]
     rounds: dict[int, dict[str, ConfirmedAnnouncement]] = field(default_factory=dict)
-    ignored: list[tuple[str, str]] = field(default_factory=list)
-    """(txId, reason) of confirmed txs that looked like announcements but do not count."""
+    ignored: list[Ignored] = field(default_factory=list)
+    """Confirmed txs that looked like announcements but do not count, in ledger order."""
     _seen_tx: set[str] = field(default_factory=set)
 
     def observe(self, output: messages.ServerOutput) -> list[ConfirmedAnnouncement]:
@@ -79,9 +93,10 @@ class RoundBook:
             announcement = tx_mod.decode_announcement(dict(envelope))
             if announcement is None:
                 continue
-            reason = self._reject_reason(announcement, envelope)
-            if reason is not None:
-                self.ignored.append((tx_id, reason))
+            rejected = self._reject_reason(announcement, envelope)
+            if rejected is not None:
+                code, reason = rejected
+                self.ignored.append(Ignored(tx_id, announcement.party, announcement.round, code, reason))
                 log.info("ignoring announcement %s: %s", tx_id, reason)
                 continue
             entry = ConfirmedAnnouncement(announcement, tx_id, snapshot)
@@ -89,18 +104,20 @@ class RoundBook:
             counted.append(entry)
         return counted
 
-    def _reject_reason(self, announcement: tx_mod.Announcement, envelope: Mapping[str, Any]) -> str | None:
+    def _reject_reason(
+        self, announcement: tx_mod.Announcement, envelope: Mapping[str, Any]
+    ) -> tuple[str, str] | None:
         if announcement.fed != self.fed:
-            return f"federation {announcement.fed!r} is not {self.fed!r}"
-        if announcement.spec_hash != self.spec_hash:
-            return f"spec hash {announcement.spec_hash} differs from ours ({self.spec_hash})"
+            return "OtherFederation", f"federation {announcement.fed!r} is not {self.fed!r}"
         signer = self.members.get(announcement.party)
         if signer is None:
-            return f"party {announcement.party!r} is not a member"
+            return "NotMember", f"party {announcement.party!r} is not a member"
         if signer not in tx_mod.tx_signers(dict(envelope)):
-            return f"not signed by {announcement.party}'s payment key"
+            return "NotSigned", f"not signed by {announcement.party}'s payment key"
+        if announcement.spec_hash != self.spec_hash:
+            return "SpecMismatch", f"spec hash {announcement.spec_hash} differs from ours ({self.spec_hash})"
         if announcement.party in self.rounds.get(announcement.round, {}):
-            return f"{announcement.party} already announced round {announcement.round}"
+            return "Duplicate", f"{announcement.party} already announced round {announcement.round}"
         return None
 
     def announced(self, round_no: int) -> list[str]:

@@ -98,13 +98,21 @@ def test_duplicates_foreign_and_forged_announcements_are_ignored(
     # Assert
     assert [e.tx_id for e in counted] == [alice["txId"]]
     assert book.announced(1) == ["alice"]
-    reasons = [reason for _, reason in book.ignored]
+    reasons = [ignored.reason for ignored in book.ignored]
     assert len(reasons) == 5
     assert "already announced round 1" in reasons[0]
     assert "federation 'other'" in reasons[1]
     assert "spec hash cd" in reasons[2]
     assert "'mallory' is not a member" in reasons[3]
     assert "not signed by carol" in reasons[4]
+    # A spec mismatch is pinned on a party only when that party's key signed the announcement.
+    assert [(i.code, i.party) for i in book.ignored] == [
+        ("Duplicate", "alice"),
+        ("OtherFederation", "bob"),
+        ("SpecMismatch", "bob"),
+        ("NotMember", "mallory"),
+        ("NotSigned", "carol"),
+    ]
 
 
 def test_rounds_are_kept_apart_and_snapshots_feed_the_book(party_keys: dict[str, keys.PartyKeys]) -> None:
