@@ -46,11 +46,12 @@ cluster:
 cluster-up: venv cluster
 	$(BIN)/python -m tests.fixtures.cluster
 
-## lint: ruff (lint + format check) and mypy; package boundaries are a unit test
+## lint: ruff (lint + format check), mypy and the package boundaries (import-linter)
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	MYPY=$(BIN)/mypy ./scripts/typecheck.sh
+	$(BIN)/lint-imports
 
 ## test: everything CI runs: lint, then unit, integration and e2e tests
 test: venv data cluster lint

@@ -15,9 +15,9 @@ import time
 import torch
 from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from hydrafed.worker.mnist_task import MnistTask
 
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.mnist_task import MnistTask
 
 SPEC_ENV = "HYDRAFED_BENCH_SPEC"
 _TASKS: dict[tuple[int, int], MnistTask] = {}

@@ -17,9 +17,9 @@ import time
 from typing import Any
 
 import torch
-from hydrafed.worker.baselines import ReferenceResult, reference_run
 
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.baselines import ReferenceResult, reference_run
 
 SECTION = "Accuracy (in-process reference loop)"
 PLAIN = {"learning_rate": 0.3, "momentum": 0.0, "local_epochs": 1}

@@ -27,9 +27,9 @@ from flwr.app import ArrayRecord, Context, Message, MetricRecord  # noqa: E402
 from flwr.serverapp import Grid, ServerApp  # noqa: E402
 from flwr.serverapp.strategy import FedAvg  # noqa: E402
 from flwr.simulation import run_simulation  # noqa: E402
-from hydrafed.worker.mnist_task import MnistTask  # noqa: E402
 
 from bench import _flower_client  # noqa: E402
+from hydrafed.worker.mnist_task import MnistTask  # noqa: E402
 
 IMPORTS_DONE = time.time()
 

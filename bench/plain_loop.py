@@ -18,10 +18,10 @@ import os  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
-from hydrafed.worker.aggregation import Update, get_aggregator  # noqa: E402
-from hydrafed.worker.mnist_task import MnistTask  # noqa: E402
 
 from hydrafed.spec import TrainingSpec  # noqa: E402
+from hydrafed.worker.aggregation import Update, get_aggregator  # noqa: E402
+from hydrafed.worker.mnist_task import MnistTask  # noqa: E402
 
 SPEC_ENV = "HYDRAFED_BENCH_SPEC"
 IMPORTS_DONE = time.time()

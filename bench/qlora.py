@@ -22,12 +22,12 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from hydrafed.worker.aggregation import Update, get_aggregator
-from hydrafed.worker.aggregation.lora_exact import lora_pairs
-from hydrafed.worker.lm.task import LmTask, build_lm_task, default_cache, model_dir_for
 
 from bench import _docs, _env
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.aggregation import Update, get_aggregator
+from hydrafed.worker.aggregation.lora_exact import lora_pairs
+from hydrafed.worker.lm.task import LmTask, build_lm_task, default_cache, model_dir_for
 
 HEADING = "QLoRA"
 RESULTS = _env.REPO_ROOT / "bench" / "results" / "qlora.json"

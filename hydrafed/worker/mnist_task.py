@@ -21,14 +21,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from hydrafed.errors import AggregationError, ConfigError
+from hydrafed.spec import ModelName, TrainingSpec
 from hydrafed.worker.data import Dataset, load_split
 from hydrafed.worker.models import build_model
 from hydrafed.worker.partition import partition_indices
 from hydrafed.worker.task import Tensors, TrainResult
 from hydrafed.worker.training import TrainConfig, evaluate, to_tensors, train_round
-
-from hydrafed.errors import AggregationError, ConfigError
-from hydrafed.spec import ModelName, TrainingSpec
 
 
 def load_shards(

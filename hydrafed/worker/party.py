@@ -30,8 +30,6 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
-from hydrafed.worker.task import LocalTask
 
 from hydrafed import errors
 from hydrafed import rounds as rounds_mod
@@ -49,6 +47,8 @@ from hydrafed.storage import (
     sha256_file,
     split_uri,
 )
+from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
+from hydrafed.worker.task import LocalTask
 
 log = logging.getLogger(__name__)
 

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hydrafed.worker.party import PHASES, PartyResult
 from rich.console import Console
 from rich.table import Table
 
 from hydrafed.spec import FederationSpec
+from hydrafed.worker.party import PHASES, PartyResult
 
 SCHEMA = "hydrafed.simulate/v1"
 

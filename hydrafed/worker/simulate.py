@@ -29,10 +29,6 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from hydrafed.worker import processes as processes_mod
-from hydrafed.worker import report as report_mod
-from hydrafed.worker.party import Member, PartyConfig, PartyResult, PartyWorker
-from hydrafed.worker.tasks import build_task
 from rich.console import Console
 
 from hydrafed import errors, storage
@@ -42,6 +38,10 @@ from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra.devnet import Devnet, DevnetThread
 from hydrafed.rounds import spec_hash
 from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
+from hydrafed.worker import processes as processes_mod
+from hydrafed.worker import report as report_mod
+from hydrafed.worker.party import Member, PartyConfig, PartyResult, PartyWorker
+from hydrafed.worker.tasks import build_task
 
 PAPER_PRESET = {"learning_rate": 0.5, "batch_size": 64, "local_epochs": 1, "momentum": 0.0}
 """The source paper's table: plain SGD, lr 0.5, batch 64, one local epoch per round."""

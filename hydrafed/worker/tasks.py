@@ -5,11 +5,10 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
-from hydrafed.worker.mnist_task import MnistTask
-from hydrafed.worker.task import LocalTask
-
 from hydrafed.errors import ConfigError
 from hydrafed.spec import ModelName, TrainingSpec
+from hydrafed.worker.mnist_task import MnistTask
+from hydrafed.worker.task import LocalTask
 
 IMAGE_MODELS = (ModelName.MLP, ModelName.CNN)
 

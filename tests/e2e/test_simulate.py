@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydrafed.worker import simulate as sim
-from hydrafed.worker.data import cache_dir
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -18,6 +16,8 @@ from hydrafed import errors
 from hydrafed.cli import app
 from hydrafed.ports import free_base_port
 from hydrafed.spec import FederationSpec, TrainingSpec
+from hydrafed.worker import simulate as sim
+from hydrafed.worker.data import cache_dir
 
 pytestmark = pytest.mark.e2e
 

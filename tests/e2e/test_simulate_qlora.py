@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 import pytest
-from hydrafed.worker.lm import smollm2
 from typer.testing import CliRunner
 
 from hydrafed.cli import app
 from hydrafed.errors import ConfigError
+from hydrafed.worker.lm import smollm2
 
 pytestmark = pytest.mark.e2e
 

@@ -9,31 +9,37 @@ import tomllib
 from pathlib import Path
 
 import pytest
+import setuptools
 
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
 
-PACKAGE_ROOTS = {"hydrafed": "hydrafed", "worker": "hydrafed.worker"}
-
 
 def _declared_packages() -> set[str]:
+    """What setuptools' discovery puts in the wheel, with the include pattern of pyproject.toml."""
     config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
-    return set(config["tool"]["setuptools"]["packages"])
+    include = config["tool"]["setuptools"]["packages"]["find"]["include"]
+    return set(setuptools.find_packages(where=str(REPO_ROOT), include=include))
 
 
-def _packages_on_disk() -> set[str]:
-    found = set()
-    for folder, dotted in PACKAGE_ROOTS.items():
-        for init in (REPO_ROOT / folder).rglob("__init__.py"):
-            relative = init.parent.relative_to(REPO_ROOT / folder)
-            found.add(".".join([dotted, *relative.parts]))
-    return found
+def _source_folders() -> set[str]:
+    """Every folder under hydrafed/ that holds Python source, as a dotted name."""
+    return {
+        ".".join(path.parent.relative_to(REPO_ROOT).parts)
+        for path in (REPO_ROOT / "hydrafed").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
 
 
-def test_every_package_on_disk_is_declared() -> None:
-    missing = _packages_on_disk() - _declared_packages()
-    assert not missing, f"add these to [tool.setuptools] packages in pyproject.toml: {sorted(missing)}"
+def test_every_source_folder_is_a_shipped_package() -> None:
+    # A folder without __init__.py would be left out of the wheel by discovery.
+    missing = _source_folders() - _declared_packages()
+    assert not missing, f"add an __init__.py to: {sorted(missing)}"
+
+
+def test_only_hydrafed_is_shipped() -> None:
+    assert {name.split(".")[0] for name in _declared_packages()} == {"hydrafed"}
 
 
 def test_every_declared_package_imports() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
+
 from hydrafed.worker.aggregation import AggregationResult, Update, check_compatible
 
 

@@ -23,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
-from hydrafed.worker.aggregation import AggregationResult, Update, check_compatible
-from hydrafed.worker.aggregation.fedavg import fedavg
 
 from hydrafed.errors import AggregationError
+from hydrafed.worker.aggregation import AggregationResult, Update, check_compatible
+from hydrafed.worker.aggregation.fedavg import fedavg
 
 _A = ".lora_A."
 _B = ".lora_B."

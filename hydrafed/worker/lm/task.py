@@ -29,12 +29,12 @@ from typing import Any
 
 import safetensors.torch
 import torch
-from hydrafed.worker.lm import model as lm_model
-from hydrafed.worker.lm import text
-from hydrafed.worker.task import Tensors, TrainResult
 
 from hydrafed.errors import ConfigError
 from hydrafed.spec import DatasetName, LoraSpec, ModelName, TrainingSpec
+from hydrafed.worker.lm import model as lm_model
+from hydrafed.worker.lm import text
+from hydrafed.worker.task import Tensors, TrainResult
 
 SEQ_LEN = 128
 """Tokens per training and evaluation block."""

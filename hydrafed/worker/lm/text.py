@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import torch
-from hydrafed.worker.partition import partition_indices
 
 from hydrafed.errors import ConfigError
+from hydrafed.worker.partition import partition_indices
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from hydrafed.worker.lm.text import load_documents
 
 END_OF_TEXT = "<|endoftext|>"

@@ -14,10 +14,6 @@ from typing import Any
 
 import pytest
 import safetensors.torch
-from hydrafed.worker.aggregation import Update
-from hydrafed.worker.aggregation.fedavg import fedavg
-from hydrafed.worker.mnist_task import MnistTask
-from hydrafed.worker.party import Member, PartyConfig, PartyWorker, state_sha256
 
 from hydrafed import errors
 from hydrafed.head import HeadController
@@ -25,6 +21,10 @@ from hydrafed.hydra import tx
 from hydrafed.rounds import spec_hash
 from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
 from hydrafed.storage import LocalStore, sha256_file
+from hydrafed.worker.aggregation import Update
+from hydrafed.worker.aggregation.fedavg import fedavg
+from hydrafed.worker.mnist_task import MnistTask
+from hydrafed.worker.party import Member, PartyConfig, PartyWorker, state_sha256
 from tests.integration.engine.conftest import Net
 
 pytestmark = pytest.mark.integration

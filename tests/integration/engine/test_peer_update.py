@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from hydrafed.worker import party
-from hydrafed.worker.party import load_peer_update, state_sha256
 
 from hydrafed import errors
 from hydrafed.hydra import tx
 from hydrafed.rounds import ConfirmedAnnouncement
 from hydrafed.storage import LocalStore, open_shared, sha256_file
+from hydrafed.worker import party
+from hydrafed.worker.party import load_peer_update, state_sha256
 
 pytestmark = pytest.mark.integration
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import safetensors.torch
 import torch
-from hydrafed.worker.aggregation import Update, get_aggregator
-from hydrafed.worker.lm import smollm2
-from hydrafed.worker.lm.task import LmTask, build_lm_task, default_cache
 
 from hydrafed.errors import ConfigError
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.aggregation import Update, get_aggregator
+from hydrafed.worker.lm import smollm2
+from hydrafed.worker.lm.task import LmTask, build_lm_task, default_cache
 
 pytestmark = pytest.mark.integration
 

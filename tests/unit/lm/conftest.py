@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from hydrafed.worker.lm.tiny import make_tiny_llama
 
 

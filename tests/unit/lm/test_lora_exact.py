@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+
+from hydrafed.errors import AggregationError
 from hydrafed.worker.aggregation import Update, get_aggregator
 from hydrafed.worker.aggregation.fedavg import fedavg
 from hydrafed.worker.aggregation.lora_exact import LoraExact, lora_exact, lora_pairs
-
-from hydrafed.errors import AggregationError
 
 pytestmark = pytest.mark.unit
 

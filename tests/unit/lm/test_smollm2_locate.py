@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hydrafed.worker.lm import smollm2
 
 from hydrafed.errors import ConfigError
+from hydrafed.worker.lm import smollm2
 
 pytestmark = pytest.mark.unit
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import safetensors
 import torch
-from hydrafed.worker.lm import task as lm_task
-from hydrafed.worker.lm.task import LmTask, build_lm_task
 
 from hydrafed.errors import AggregationError, ConfigError
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.lm import task as lm_task
+from hydrafed.worker.lm.task import LmTask, build_lm_task
 
 pytestmark = pytest.mark.unit
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from hydrafed.worker.data import Dataset, cache_dir, load_mnist
 
 

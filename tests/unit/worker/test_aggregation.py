@@ -6,10 +6,10 @@ import itertools
 
 import pytest
 import torch
-from hydrafed.worker.aggregation import Update, get_aggregator
-from hydrafed.worker.aggregation.fedavg import FedAvg, fedavg
 
 from hydrafed.errors import AggregationError, ConfigError
+from hydrafed.worker.aggregation import Update, get_aggregator
+from hydrafed.worker.aggregation.fedavg import FedAvg, fedavg
 
 pytestmark = pytest.mark.unit
 

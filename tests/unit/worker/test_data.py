@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
+
+from hydrafed.errors import ConfigError
 from hydrafed.worker import data
 from hydrafed.worker.data import (
     Dataset,
@@ -20,8 +22,6 @@ from hydrafed.worker.data import (
     load_split,
     read_idx,
 )
-
-from hydrafed.errors import ConfigError
 
 pytestmark = pytest.mark.unit
 

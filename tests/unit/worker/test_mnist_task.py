@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydrafed.worker.baselines import federate_in_process, local_only
-from hydrafed.worker.mnist_task import MnistTask, load_shards
-from hydrafed.worker.task import LocalTask
 
 from hydrafed.errors import AggregationError
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.baselines import federate_in_process, local_only
+from hydrafed.worker.mnist_task import MnistTask, load_shards
+from hydrafed.worker.task import LocalTask
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hydrafed.worker.models import build_model, count_parameters
 
 from hydrafed.errors import ConfigError
+from hydrafed.worker.models import build_model, count_parameters
 
 pytestmark = pytest.mark.unit
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hydrafed.worker.partition import Partition, parse_partition, partition_indices
 
 from hydrafed.errors import ConfigError
+from hydrafed.worker.partition import Partition, parse_partition, partition_indices
 
 pytestmark = pytest.mark.unit
 

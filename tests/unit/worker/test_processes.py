@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+
 from hydrafed.worker import processes
 
 pytestmark = pytest.mark.unit

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+
 from hydrafed.worker.party import state_sha256
 
 pytestmark = pytest.mark.unit
