@@ -5,6 +5,9 @@ are unspent, every required vkey witness is present and valid over the body hash
 conserved, the fee covers the minimum, each output holds min-ADA, the auxiliary-data hash
 matches, the network id is right and the tx fits ``maxTxSize``. Reasons mimic the names of
 cardano-ledger's predicate failures so logs read like hydra-node's.
+
+As in cardano-ledger's UTXO/UTXOW rules, each rule is its own ``check_*`` function, so each
+can be tested alone; :func:`validate_tx` decodes the tx once and runs them in a fixed order.
 """
 
 from __future__ import annotations
@@ -152,18 +155,42 @@ _UNSUPPORTED_FIELDS = {
 }  # fmt: skip
 
 
-def validate_tx(
-    cbor_hex: str,
-    utxo: Mapping[str, pycardano.TransactionOutput],
-    params: LedgerParams,
-    network: pycardano.Network,
-    claimed_tx_id: str | None = None,
-) -> ValidatedTx:
-    """Check one transaction against the UTxO; raise :class:`LedgerRuleError` with the reason.
+@dataclasses.dataclass(frozen=True)
+class DecodedTx:
+    """A tx read field by field from its CBOR: what the rules look at."""
 
-    The tx is read field by field from its CBOR (cbor2) rather than through pycardano's
-    ``Transaction.from_cbor``: the rules need only a few fields, and pycardano's type-checked
-    decoding cost milliseconds per tx. Addresses and keys still go through pycardano and PyNaCl.
+    raw: bytes
+    body: dict[Any, Any]
+    witness_set: dict[Any, Any]
+    #: The auxiliary data's bytes as sent; ``b"\\xf6"`` (CBOR null) when there is none.
+    aux_bytes: bytes
+    body_hash: bytes
+
+    @property
+    def tx_id(self) -> str:
+        """The tx id is the blake2b-256 hash of the body bytes as sent."""
+        return self.body_hash.hex()
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedOutput:
+    """One output of the body, decoded once for the output rules."""
+
+    ix: int
+    address: pycardano.Address
+    #: The network nibble of the address header (0 testnet, 1 mainnet).
+    network_id: int
+    coin: int
+    assets: dict[AssetKey, int]
+    #: Size of the output's CBOR (re-encoded canonically), the min-ADA rule's measure.
+    size: int
+
+
+def decode_tx(cbor_hex: str) -> DecodedTx:
+    """Split a tx into body, witness set and auxiliary data (``DecoderFailure`` if it cannot).
+
+    cbor2 rather than pycardano's ``Transaction.from_cbor``: the rules need only a few fields,
+    and pycardano's type-checked decoding cost milliseconds per tx.
     """
     try:
         raw = bytes.fromhex(cbor_hex)
@@ -177,19 +204,14 @@ def validate_tx(
         raise LedgerRuleError(f"DecoderFailure: {exc}") from exc
     if not isinstance(body, dict) or not isinstance(witness_set, dict):
         raise LedgerRuleError("DecoderFailure: body and witness set must be maps")
-    body_hash = _blake2b256(spans[0])
-    tx_id = body_hash.hex()
-    if claimed_tx_id is not None and claimed_tx_id != tx_id:
-        raise LedgerRuleError(f"TxIdMismatch: envelope txId {claimed_tx_id} but the body hashes to {tx_id}")
-    if len(raw) > params.max_tx_size:
-        raise LedgerRuleError(f"MaxTxSizeUTxO: tx is {len(raw)} bytes, limit {params.max_tx_size}")
-    for field, name in _UNSUPPORTED_FIELDS.items():
-        if body.get(field):
-            raise LedgerRuleError(f"UnsupportedTxField: {name} is not supported by the devnet ledger")
+    aux_bytes = spans[3] if len(spans) == 4 else b"\xf6"
+    return DecodedTx(raw, body, witness_set, aux_bytes, _blake2b256(spans[0]))
 
-    # Inputs exist, are unspent and are not repeated.
-    spent: list[str] = []
-    for txin in _set_items(body.get(0, [])):
+
+def decode_inputs(tx: DecodedTx) -> list[str]:
+    """The body's inputs as ``txid#ix`` keys, in order (duplicates kept for the rule to see)."""
+    keys: list[str] = []
+    for txin in _set_items(tx.body.get(0, [])):
         if not (
             isinstance(txin, list)
             and len(txin) == 2
@@ -197,76 +219,16 @@ def validate_tx(
             and isinstance(txin[1], int)
         ):
             raise LedgerRuleError("DecoderFailure: an input is not [txid, index]")
-        key = utxo_mod.txin_key(txin[0].hex(), txin[1])
-        if key in spent:
-            raise LedgerRuleError(f"BadInputsUTxO: input {key} is spent twice")
-        if key not in utxo:
-            raise LedgerRuleError(f"BadInputsUTxO: input {key} is not in the UTxO (unknown or already spent)")
-        spent.append(key)
-    if not spent:
-        raise LedgerRuleError("InputSetEmptyUTxO: a transaction must spend at least one input")
+        keys.append(utxo_mod.txin_key(txin[0].hex(), txin[1]))
+    return keys
 
-    # Witnesses: every signature valid over the body hash; every required key present.
-    signed_by: set[bytes] = set()
-    for witness in _set_items(witness_set.get(0, [])):
-        if not (
-            isinstance(witness, list) and len(witness) == 2 and all(isinstance(w, bytes) for w in witness)
-        ):
-            raise LedgerRuleError("DecoderFailure: a vkey witness is not [vkey, signature]")
-        vk_bytes, signature = witness
-        try:
-            nacl.signing.VerifyKey(vk_bytes).verify(body_hash, signature)
-        except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
-            raise LedgerRuleError(
-                f"InvalidWitnessesUTXOW: the signature of vkey {vk_bytes.hex()} "
-                "does not verify over the body hash"
-            ) from exc
-        signed_by.add(hashlib.blake2b(vk_bytes, digest_size=28).digest())
-    required: set[bytes] = set()
-    for key in spent:
-        payment = utxo[key].address.payment_part
-        if not isinstance(payment, pycardano.VerificationKeyHash):
-            raise LedgerRuleError(f"ScriptWitnessNotValidatingUTXOW: input {key} is locked by a script")
-        required.add(bytes(payment.payload))
-    for signer in _set_items(body.get(14, [])):
-        required.add(bytes(signer))
-    missing = required - signed_by
-    if missing:
-        raise LedgerRuleError(
-            "MissingVKeyWitnessesUTXOW: no valid witness for key hash(es) "
-            + ", ".join(sorted(m.hex() for m in missing))
-        )
 
-    # Auxiliary data hash matches the bytes sent.
-    aux_span = spans[3] if len(spans) == 4 else b"\xf6"
-    declared_raw = body.get(7)
-    declared = declared_raw.hex() if isinstance(declared_raw, bytes) else None
-    if aux_span == b"\xf6":
-        if declared is not None:
-            raise LedgerRuleError(
-                "MissingTxMetadata: the body declares an auxiliary data hash but no metadata is attached"
-            )
-    else:
-        actual = _blake2b256(aux_span).hex()
-        if declared is None:
-            raise LedgerRuleError(
-                f"MissingTxBodyMetadataHash: metadata is attached but the body has no hash ({actual})"
-            )
-        if declared != actual:
-            raise LedgerRuleError(
-                f"ConflictingMetadataHash: body declares {declared}, the metadata hashes to {actual}"
-            )
-
-    # Network id of the body.
-    if body.get(15) is not None and body[15] != network.value:
-        raise LedgerRuleError(f"WrongNetworkInTxBody: body network id {body[15]}, head is {network.name}")
-
-    # Outputs: shape, network, min-ADA over each output's CBOR size, value size.
-    raw_outputs = body.get(1, [])
+def decode_outputs(tx: DecodedTx) -> list[DecodedOutput]:
+    """The body's outputs; a datum, script or malformed output is ``UnsupportedTxField``."""
+    raw_outputs = tx.body.get(1, [])
     if not isinstance(raw_outputs, list):
         raise LedgerRuleError("DecoderFailure: outputs are not an array")
-    produced: dict[str, pycardano.TransactionOutput] = {}
-    out_coin, out_assets = 0, dict[AssetKey, int]()
+    outputs: list[DecodedOutput] = []
     for ix, raw_out in enumerate(raw_outputs):
         if isinstance(raw_out, dict):
             if any(k in raw_out for k in (2, 3)):
@@ -278,38 +240,193 @@ def validate_tx(
             raise LedgerRuleError(f"UnsupportedTxField: output {ix} carries a datum hash or is malformed")
         if not isinstance(addr_raw, bytes) or not addr_raw or addr_raw[0] >> 4 > 7:
             raise LedgerRuleError(f"DecoderFailure: output {ix} address is not a Shelley address")
-        if addr_raw[0] & 0x0F != network.value:
-            raise LedgerRuleError(f"WrongNetwork: output {ix} address is not a {network.name} address")
         try:
             address = _address(addr_raw)
         except (pycardano.DecodingException, ValueError, TypeError) as exc:
             raise LedgerRuleError(f"DecoderFailure: output {ix} address: {exc}") from exc
         coin, assets = _raw_amount(value)
-        size = len(cbor2.dumps(raw_out))
-        need = (MIN_UTXO_OVERHEAD + size) * params.utxo_cost_per_byte
-        if coin < need:
-            raise LedgerRuleError(
-                f"BabbageOutputTooSmallUTxO: output {ix} holds {coin} lovelace, min-ADA is {need}"
-            )
-        if size > params.max_value_size + MIN_UTXO_OVERHEAD:
-            raise LedgerRuleError(f"OutputTooBigUTxO: output {ix} value exceeds maxValueSize")
-        out_coin += coin
-        for k, q in assets.items():
-            out_assets[k] = out_assets.get(k, 0) + q
-        produced[utxo_mod.txin_key(tx_id, ix)] = pycardano.TransactionOutput(
-            address, _to_amount(coin, assets)
+        outputs.append(
+            DecodedOutput(ix, address, addr_raw[0] & 0x0F, coin, assets, len(cbor2.dumps(raw_out)))
         )
+    return outputs
 
-    # Fee and value conservation.
-    fee = body.get(2)
+
+def decode_fee(tx: DecodedTx) -> int:
+    """The body's fee field (``DecoderFailure`` if missing or negative)."""
+    fee = tx.body.get(2)
     if not isinstance(fee, int) or fee < 0:
         raise LedgerRuleError("DecoderFailure: fee is missing or negative")
-    fee_needed = min_fee(len(raw), params)
+    return fee
+
+
+# -- The rules, one per predicate failure, in the order validate_tx applies them. --
+
+
+def check_tx_id(tx: DecodedTx, claimed_tx_id: str | None) -> None:
+    """TxIdMismatch: the envelope's ``txId`` must be the hash of the body actually sent."""
+    if claimed_tx_id is not None and claimed_tx_id != tx.tx_id:
+        raise LedgerRuleError(
+            f"TxIdMismatch: envelope txId {claimed_tx_id} but the body hashes to {tx.tx_id}"
+        )
+
+
+def check_max_tx_size(tx: DecodedTx, params: LedgerParams) -> None:
+    """MaxTxSizeUTxO: the whole tx (body, witnesses, metadata) fits ``maxTxSize``."""
+    if len(tx.raw) > params.max_tx_size:
+        raise LedgerRuleError(f"MaxTxSizeUTxO: tx is {len(tx.raw)} bytes, limit {params.max_tx_size}")
+
+
+def check_supported_fields(tx: DecodedTx) -> None:
+    """UnsupportedTxField: the devnet ledger checks payments only, so it refuses the rest."""
+    for field, name in _UNSUPPORTED_FIELDS.items():
+        if tx.body.get(field):
+            raise LedgerRuleError(f"UnsupportedTxField: {name} is not supported by the devnet ledger")
+
+
+def check_inputs_not_empty(inputs: list[str]) -> None:
+    """InputSetEmptyUTxO: a tx spends at least one input (which is what makes its id unique)."""
+    if not inputs:
+        raise LedgerRuleError("InputSetEmptyUTxO: a transaction must spend at least one input")
+
+
+def check_no_duplicate_inputs(inputs: list[str]) -> None:
+    """BadInputsUTxO: an input listed twice would be counted twice in the value balance."""
+    seen: set[str] = set()
+    for key in inputs:
+        if key in seen:
+            raise LedgerRuleError(f"BadInputsUTxO: input {key} is spent twice")
+        seen.add(key)
+
+
+def check_inputs_exist(inputs: list[str], utxo: Mapping[str, pycardano.TransactionOutput]) -> None:
+    """BadInputsUTxO: every input is in the UTxO, i.e. exists and is still unspent."""
+    for key in inputs:
+        if key not in utxo:
+            raise LedgerRuleError(f"BadInputsUTxO: input {key} is not in the UTxO (unknown or already spent)")
+
+
+def check_witness_signatures(tx: DecodedTx) -> set[bytes]:
+    """InvalidWitnessesUTXOW: every vkey witness verifies over the body hash.
+
+    Returns the key hashes that signed, for :func:`check_required_signers`.
+    """
+    signed_by: set[bytes] = set()
+    for witness in _set_items(tx.witness_set.get(0, [])):
+        if not (
+            isinstance(witness, list) and len(witness) == 2 and all(isinstance(w, bytes) for w in witness)
+        ):
+            raise LedgerRuleError("DecoderFailure: a vkey witness is not [vkey, signature]")
+        vk_bytes, signature = witness
+        try:
+            nacl.signing.VerifyKey(vk_bytes).verify(tx.body_hash, signature)
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
+            raise LedgerRuleError(
+                f"InvalidWitnessesUTXOW: the signature of vkey {vk_bytes.hex()} "
+                "does not verify over the body hash"
+            ) from exc
+        signed_by.add(hashlib.blake2b(vk_bytes, digest_size=28).digest())
+    return signed_by
+
+
+def check_required_signers(
+    tx: DecodedTx,
+    inputs: list[str],
+    utxo: Mapping[str, pycardano.TransactionOutput],
+    signed_by: set[bytes],
+) -> None:
+    """MissingVKeyWitnessesUTXOW: the owner of every input and every required signer signed.
+
+    A script-locked input is ``ScriptWitnessNotValidatingUTXOW``: the devnet runs no scripts.
+    """
+    required: set[bytes] = set()
+    for key in inputs:
+        payment = utxo[key].address.payment_part
+        if not isinstance(payment, pycardano.VerificationKeyHash):
+            raise LedgerRuleError(f"ScriptWitnessNotValidatingUTXOW: input {key} is locked by a script")
+        required.add(bytes(payment.payload))
+    for signer in _set_items(tx.body.get(14, [])):
+        required.add(bytes(signer))
+    missing = required - signed_by
+    if missing:
+        raise LedgerRuleError(
+            "MissingVKeyWitnessesUTXOW: no valid witness for key hash(es) "
+            + ", ".join(sorted(m.hex() for m in missing))
+        )
+
+
+def check_metadata_hash(tx: DecodedTx) -> None:
+    """The body's auxiliary-data hash and the metadata sent agree (both absent, or equal)."""
+    declared_raw = tx.body.get(7)
+    declared = declared_raw.hex() if isinstance(declared_raw, bytes) else None
+    if tx.aux_bytes == b"\xf6":
+        if declared is not None:
+            raise LedgerRuleError(
+                "MissingTxMetadata: the body declares an auxiliary data hash but no metadata is attached"
+            )
+        return
+    actual = _blake2b256(tx.aux_bytes).hex()
+    if declared is None:
+        raise LedgerRuleError(
+            f"MissingTxBodyMetadataHash: metadata is attached but the body has no hash ({actual})"
+        )
+    if declared != actual:
+        raise LedgerRuleError(
+            f"ConflictingMetadataHash: body declares {declared}, the metadata hashes to {actual}"
+        )
+
+
+def check_body_network_id(tx: DecodedTx, network: pycardano.Network) -> None:
+    """WrongNetworkInTxBody: a body that names a network id names the head's."""
+    if tx.body.get(15) is not None and tx.body[15] != network.value:
+        raise LedgerRuleError(f"WrongNetworkInTxBody: body network id {tx.body[15]}, head is {network.name}")
+
+
+def check_output_networks(outputs: list[DecodedOutput], network: pycardano.Network) -> None:
+    """WrongNetwork: every output pays an address of the head's network."""
+    for out in outputs:
+        if out.network_id != network.value:
+            raise LedgerRuleError(f"WrongNetwork: output {out.ix} address is not a {network.name} address")
+
+
+def check_min_ada(outputs: list[DecodedOutput], params: LedgerParams) -> None:
+    """BabbageOutputTooSmallUTxO: each output holds ``(160 + its CBOR size) * utxoCostPerByte``."""
+    for out in outputs:
+        need = (MIN_UTXO_OVERHEAD + out.size) * params.utxo_cost_per_byte
+        if out.coin < need:
+            raise LedgerRuleError(
+                f"BabbageOutputTooSmallUTxO: output {out.ix} holds {out.coin} lovelace, min-ADA is {need}"
+            )
+
+
+def check_output_size(outputs: list[DecodedOutput], params: LedgerParams) -> None:
+    """OutputTooBigUTxO: no output's value exceeds ``maxValueSize``."""
+    for out in outputs:
+        if out.size > params.max_value_size + MIN_UTXO_OVERHEAD:
+            raise LedgerRuleError(f"OutputTooBigUTxO: output {out.ix} value exceeds maxValueSize")
+
+
+def check_fee(tx: DecodedTx, fee: int, params: LedgerParams) -> None:
+    """FeeTooSmallUTxO: the fee covers ``txFeeFixed + txFeePerByte * size``."""
+    fee_needed = min_fee(len(tx.raw), params)
     if fee < fee_needed:
         raise LedgerRuleError(f"FeeTooSmallUTxO: fee {fee} lovelace, minimum {fee_needed}")
+
+
+def check_value_preserved(
+    inputs: list[str],
+    utxo: Mapping[str, pycardano.TransactionOutput],
+    outputs: list[DecodedOutput],
+    fee: int,
+) -> None:
+    """ValueNotConservedUTxO: consumed = produced + fee, in lovelace and in every native asset."""
     in_coin, in_assets = 0, dict[AssetKey, int]()
-    for key in spent:
+    for key in inputs:
         in_coin = _add_amount(in_coin, in_assets, utxo[key].amount)
+    out_coin, out_assets = 0, dict[AssetKey, int]()
+    for out in outputs:
+        out_coin += out.coin
+        for k, q in out.assets.items():
+            out_assets[k] = out_assets.get(k, 0) + q
     nonzero_in = {k: q for k, q in in_assets.items() if q}
     nonzero_out = {k: q for k, q in out_assets.items() if q}
     if in_coin != out_coin + fee or nonzero_in != nonzero_out:
@@ -317,7 +434,46 @@ def validate_tx(
             f"ValueNotConservedUTxO: consumed {in_coin} lovelace, produced {out_coin + fee} (outputs + fee)"
             + ("" if nonzero_in == nonzero_out else "; native assets differ")
         )
-    return ValidatedTx(tx_id=tx_id, cbor_hex=cbor_hex, spent=tuple(spent), produced=produced)
+
+
+def validate_tx(
+    cbor_hex: str,
+    utxo: Mapping[str, pycardano.TransactionOutput],
+    params: LedgerParams,
+    network: pycardano.Network,
+    claimed_tx_id: str | None = None,
+) -> ValidatedTx:
+    """Check one transaction against the UTxO; raise :class:`LedgerRuleError` with the reason.
+
+    The rules run in a fixed order, so a tx that breaks several always reports the same one:
+    envelope (id, size, fields), inputs, witnesses, metadata, network, outputs, fee, balance.
+    """
+    tx = decode_tx(cbor_hex)
+    check_tx_id(tx, claimed_tx_id)
+    check_max_tx_size(tx, params)
+    check_supported_fields(tx)
+    inputs = decode_inputs(tx)
+    check_no_duplicate_inputs(inputs)
+    check_inputs_exist(inputs, utxo)
+    check_inputs_not_empty(inputs)
+    signed_by = check_witness_signatures(tx)
+    check_required_signers(tx, inputs, utxo, signed_by)
+    check_metadata_hash(tx)
+    check_body_network_id(tx, network)
+    outputs = decode_outputs(tx)
+    check_output_networks(outputs, network)
+    check_min_ada(outputs, params)
+    check_output_size(outputs, params)
+    fee = decode_fee(tx)
+    check_fee(tx, fee, params)
+    check_value_preserved(inputs, utxo, outputs, fee)
+    produced = {
+        utxo_mod.txin_key(tx.tx_id, out.ix): pycardano.TransactionOutput(
+            out.address, _to_amount(out.coin, out.assets)
+        )
+        for out in outputs
+    }
+    return ValidatedTx(tx_id=tx.tx_id, cbor_hex=cbor_hex, spent=tuple(inputs), produced=produced)
 
 
 def _blake2b256(data: bytes) -> bytes:
