@@ -11,12 +11,17 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import pydantic
+from pydantic.alias_generators import to_camel
 
 JSON = dict[str, Any]
 
 
 class _Model(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="allow", frozen=True, populate_by_name=True)
+    # Wire names are the camelCase of the field names; only "...UTxO" fields (to_camel would
+    # give "...Utxo") declare an explicit alias.
+    model_config = pydantic.ConfigDict(
+        extra="allow", frozen=True, populate_by_name=True, alias_generator=to_camel
+    )
 
     def to_json(self) -> JSON:
         """The wire form of this message."""
@@ -41,12 +46,12 @@ class NewTx(ClientInput):
 
 class Recover(ClientInput):
     tag: Literal["Recover"] = "Recover"
-    recover_tx_id: str = pydantic.Field(alias="recoverTxId")
+    recover_tx_id: str
 
 
 class Decommit(ClientInput):
     tag: Literal["Decommit"] = "Decommit"
-    decommit_tx: JSON = pydantic.Field(alias="decommitTx")
+    decommit_tx: JSON
 
 
 class Close(ClientInput):
@@ -67,7 +72,7 @@ class Fanout(ClientInput):
 
 class PartialFanout(ClientInput):
     tag: Literal["PartialFanout"] = "PartialFanout"
-    utxo_to_fanout: JSON = pydantic.Field(alias="utxoToFanout")
+    utxo_to_fanout: JSON
 
 
 class SideLoadSnapshot(ClientInput):
@@ -124,12 +129,12 @@ class Greetings(ServerOutput):
     tag: Literal["Greetings"] = "Greetings"
     timed: ClassVar[bool] = False
     me: Party
-    head_status: str = pydantic.Field(alias="headStatus")
-    hydra_head_id: str | None = pydantic.Field(default=None, alias="hydraHeadId")
-    snapshot_utxo: JSON | None = pydantic.Field(default=None, alias="snapshotUtxo")
-    hydra_node_version: str = pydantic.Field(alias="hydraNodeVersion")
+    head_status: str
+    hydra_head_id: str | None = None
+    snapshot_utxo: JSON | None = None
+    hydra_node_version: str
     env: JSON | None = pydantic.Field(default=None, repr=False)
-    network_info: JSON | None = pydantic.Field(default=None, alias="networkInfo")
+    network_info: JSON | None = None
 
     def __repr__(self) -> str:
         # env may hold the node's signing key (hydra-node 1.0-2.1): never print it.
@@ -160,27 +165,27 @@ class PeerDisconnected(ServerOutput):
 
 class NetworkVersionMismatch(ServerOutput):
     tag: Literal["NetworkVersionMismatch"] = "NetworkVersionMismatch"
-    our_version: Any = pydantic.Field(default=None, alias="ourVersion")
-    their_version: Any = pydantic.Field(default=None, alias="theirVersion")
+    our_version: Any = None
+    their_version: Any = None
 
 
 class NetworkClusterIDMismatch(ServerOutput):
     tag: Literal["NetworkClusterIDMismatch"] = "NetworkClusterIDMismatch"
-    cluster_peers: Any = pydantic.Field(default=None, alias="clusterPeers")
-    misconfigured_peers: Any = pydantic.Field(default=None, alias="misconfiguredPeers")
+    cluster_peers: Any = None
+    misconfigured_peers: Any = None
 
 
 class HeadIsOpen(ServerOutput):
     tag: Literal["HeadIsOpen"] = "HeadIsOpen"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     parties: list[Party] = []
 
 
 class HeadIsClosed(ServerOutput):
     tag: Literal["HeadIsClosed"] = "HeadIsClosed"
-    head_id: str = pydantic.Field(alias="headId")
-    snapshot_number: int = pydantic.Field(alias="snapshotNumber")
-    contestation_deadline: str = pydantic.Field(alias="contestationDeadline")
+    head_id: str
+    snapshot_number: int
+    contestation_deadline: str
 
 
 class HeadIsContested(HeadIsClosed):
@@ -189,34 +194,34 @@ class HeadIsContested(HeadIsClosed):
 
 class ReadyToFanout(ServerOutput):
     tag: Literal["ReadyToFanout"] = "ReadyToFanout"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
 
 
 class HeadPartiallyFannedOut(ServerOutput):
     tag: Literal["HeadPartiallyFannedOut"] = "HeadPartiallyFannedOut"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     distributed_utxo: JSON = pydantic.Field(alias="distributedUTxO")
     remaining_utxo: JSON = pydantic.Field(alias="remainingUTxO")
 
 
 class HeadIsFinalized(ServerOutput):
     tag: Literal["HeadIsFinalized"] = "HeadIsFinalized"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     finalized_utxo: JSON = pydantic.Field(alias="finalizedUTxO")
 
 
 class TxValid(ServerOutput):
     tag: Literal["TxValid"] = "TxValid"
-    head_id: str = pydantic.Field(alias="headId")
-    transaction_id: str = pydantic.Field(alias="transactionId")
+    head_id: str
+    transaction_id: str
 
 
 class TxInvalid(ServerOutput):
     tag: Literal["TxInvalid"] = "TxInvalid"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     utxo: JSON
     transaction: JSON
-    validation_error: JSON = pydantic.Field(alias="validationError")
+    validation_error: JSON
 
     @property
     def reason(self) -> str:
@@ -226,7 +231,7 @@ class TxInvalid(ServerOutput):
 
 class SnapshotConfirmed(ServerOutput):
     tag: Literal["SnapshotConfirmed"] = "SnapshotConfirmed"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     snapshot: JSON
     signatures: JSON | None = None
 
@@ -254,77 +259,77 @@ class InvalidInput(ServerOutput):
 class PostTxOnChainFailed(ServerOutput):
     tag: Literal["PostTxOnChainFailed"] = "PostTxOnChainFailed"
     timed: ClassVar[bool] = False
-    post_chain_tx: JSON = pydantic.Field(alias="postChainTx")
-    post_tx_error: JSON = pydantic.Field(alias="postTxError")
+    post_chain_tx: JSON
+    post_tx_error: JSON
 
 
 class CommandFailed(ServerOutput):
     tag: Literal["CommandFailed"] = "CommandFailed"
     timed: ClassVar[bool] = False
-    client_input: JSON = pydantic.Field(alias="clientInput")
+    client_input: JSON
     state: JSON | None = None
 
 
 class RejectedInputBecauseUnsynced(ServerOutput):
     tag: Literal["RejectedInputBecauseUnsynced"] = "RejectedInputBecauseUnsynced"
     timed: ClassVar[bool] = False
-    client_input: JSON = pydantic.Field(alias="clientInput")
+    client_input: JSON
     drift: Any = None
 
 
 class SideLoadSnapshotRejected(ServerOutput):
     tag: Literal["SideLoadSnapshotRejected"] = "SideLoadSnapshotRejected"
     timed: ClassVar[bool] = False
-    client_input: JSON = pydantic.Field(alias="clientInput")
-    requirement_failure: Any = pydantic.Field(default=None, alias="requirementFailure")
+    client_input: JSON
+    requirement_failure: Any = None
 
 
 class IgnoredHeadInitializing(ServerOutput):
     tag: Literal["IgnoredHeadInitializing"] = "IgnoredHeadInitializing"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
 
 
 class DecommitInvalid(ServerOutput):
     tag: Literal["DecommitInvalid"] = "DecommitInvalid"
-    head_id: str = pydantic.Field(alias="headId")
-    decommit_tx: JSON = pydantic.Field(alias="decommitTx")
-    decommit_invalid_reason: JSON = pydantic.Field(alias="decommitInvalidReason")
+    head_id: str
+    decommit_tx: JSON
+    decommit_invalid_reason: JSON
 
 
 class DecommitRequested(ServerOutput):
     tag: Literal["DecommitRequested"] = "DecommitRequested"
-    head_id: str = pydantic.Field(alias="headId")
-    decommit_tx: JSON = pydantic.Field(alias="decommitTx")
-    utxo_to_decommit: JSON = pydantic.Field(alias="utxoToDecommit")
+    head_id: str
+    decommit_tx: JSON
+    utxo_to_decommit: JSON
 
 
 class DecommitApproved(ServerOutput):
     tag: Literal["DecommitApproved"] = "DecommitApproved"
-    head_id: str = pydantic.Field(alias="headId")
-    decommit_tx_id: str = pydantic.Field(alias="decommitTxId")
-    utxo_to_decommit: JSON = pydantic.Field(alias="utxoToDecommit")
+    head_id: str
+    decommit_tx_id: str
+    utxo_to_decommit: JSON
 
 
 class DecommitFinalized(ServerOutput):
     tag: Literal["DecommitFinalized"] = "DecommitFinalized"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     distributed_utxo: JSON = pydantic.Field(alias="distributedUTxO")
 
 
 class CommitRecorded(ServerOutput):
     tag: Literal["CommitRecorded"] = "CommitRecorded"
-    head_id: str = pydantic.Field(alias="headId")
-    utxo_to_commit: JSON = pydantic.Field(alias="utxoToCommit")
-    pending_deposit: str = pydantic.Field(alias="pendingDeposit")
+    head_id: str
+    utxo_to_commit: JSON
+    pending_deposit: str
     deadline: str
 
 
 class DepositActivated(ServerOutput):
     tag: Literal["DepositActivated"] = "DepositActivated"
-    head_id: str = pydantic.Field(alias="headId")
-    deposit_tx_id: str = pydantic.Field(alias="depositTxId")
+    head_id: str
+    deposit_tx_id: str
     deadline: str
-    chain_time: str = pydantic.Field(alias="chainTime")
+    chain_time: str
 
 
 class DepositExpired(DepositActivated):
@@ -333,27 +338,27 @@ class DepositExpired(DepositActivated):
 
 class CommitApproved(ServerOutput):
     tag: Literal["CommitApproved"] = "CommitApproved"
-    head_id: str = pydantic.Field(alias="headId")
-    utxo_to_commit: JSON = pydantic.Field(alias="utxoToCommit")
+    head_id: str
+    utxo_to_commit: JSON
 
 
 class CommitFinalized(ServerOutput):
     tag: Literal["CommitFinalized"] = "CommitFinalized"
-    head_id: str = pydantic.Field(alias="headId")
-    deposit_tx_id: str = pydantic.Field(alias="depositTxId")
+    head_id: str
+    deposit_tx_id: str
 
 
 class CommitRecovered(ServerOutput):
     tag: Literal["CommitRecovered"] = "CommitRecovered"
-    head_id: str = pydantic.Field(alias="headId")
+    head_id: str
     recovered_utxo: JSON = pydantic.Field(alias="recoveredUTxO")
-    recovered_tx_id: str = pydantic.Field(alias="recoveredTxId")
+    recovered_tx_id: str
 
 
 class SnapshotSideLoaded(ServerOutput):
     tag: Literal["SnapshotSideLoaded"] = "SnapshotSideLoaded"
-    head_id: str = pydantic.Field(alias="headId")
-    snapshot_number: int = pydantic.Field(alias="snapshotNumber")
+    head_id: str
+    snapshot_number: int
 
 
 class EventLogRotated(ServerOutput):
@@ -363,8 +368,8 @@ class EventLogRotated(ServerOutput):
 
 class NodeUnsynced(ServerOutput):
     tag: Literal["NodeUnsynced"] = "NodeUnsynced"
-    chain_slot: Any = pydantic.Field(default=None, alias="chainSlot")
-    chain_time: Any = pydantic.Field(default=None, alias="chainTime")
+    chain_slot: Any = None
+    chain_time: Any = None
     drift: Any = None
 
 
