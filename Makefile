@@ -66,3 +66,11 @@ bench: venv data
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+## tools: Debian packages the integration tests run (prometheus, promtool); installs only what is missing
+.PHONY: tools
+tools:
+	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
+	  echo "installing Debian's prometheus package (tests/fixtures/prometheus.py)"; \
+	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends prometheus; }
+test: tools
