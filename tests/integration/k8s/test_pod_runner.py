@@ -226,7 +226,7 @@ def test_pod_waits_for_a_missing_secret_and_unsupported_volumes_fail_the_pod(
         kube.create(jobs, host)
         waiting = kube.wait_for(
             "the runner to wait for Secret later",
-            lambda: [why for why in runner.waiting.values() if "later" in why],
+            lambda: [why for why in list(runner.waiting.values()) if "later" in why],
         )
         kube.create(
             f"/api/v1/namespaces/{namespace}/secrets",
