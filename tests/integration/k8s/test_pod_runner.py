@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import time
 from pathlib import Path
@@ -153,6 +154,46 @@ def test_job_pod_reads_mounted_secret_configmap_and_env(
     assert run.host_path("/scratch/out.txt").read_text() == "written"
     assert run.host_path("/etc/hydrafed/secret/token").read_text() == token
     assert token not in repr(run)
+
+
+IN_CLUSTER = """
+import json, os, ssl, urllib.error, urllib.request
+sa = "/var/run/secrets/kubernetes.io/serviceaccount"
+token = open(f"{sa}/token").read()
+namespace = open(f"{sa}/namespace").read()
+context = ssl.create_default_context(cafile=f"{sa}/ca.crt")
+server = f"https://{os.environ['KUBERNETES_SERVICE_HOST']}:{os.environ['KUBERNETES_SERVICE_PORT']}"
+request = urllib.request.Request(f"{server}/api/v1/namespaces/{namespace}/secrets")
+request.add_header("Authorization", f"Bearer {token}")
+try:
+    urllib.request.urlopen(request, context=context)
+except urllib.error.HTTPError as exc:
+    print(exc.code, json.loads(exc.read())["message"])
+"""
+
+
+@pytest.mark.integration
+def test_hydrafed_command_and_service_account_token_work(
+    kube: KubeClient, namespace: str, pod_runner: PodRunner
+) -> None:
+    # Prepare: the image's `hydrafed` is the venv's; the auto-mounted kube-api-access volume is real
+    jobs = f"/apis/batch/v1/namespaces/{namespace}/jobs"
+    cli = _job("cli", "")
+    cli["spec"]["template"]["spec"]["containers"][0]["command"] = ["hydrafed", "--help"]
+
+    # Execute
+    kube.create(jobs, cli)
+    kube.create(jobs, _job("in-cluster", IN_CLUSTER))
+    for name in ("cli", "in-cluster"):
+        kube.wait_for(
+            f"Job {name} Complete\n{pod_runner.describe()}",
+            functools.partial(_condition, kube, f"{jobs}/{name}", "Complete"),
+        )
+    logs = {run.name.rsplit("-", 1)[0]: run.log() for run in pod_runner.runs(namespace)}
+
+    # Assert: the CLI ran; the API server authenticated the pod's bound token (and RBAC said no)
+    assert "Usage: hydrafed" in logs["cli"]
+    assert f'403 secrets is forbidden: User "system:serviceaccount:{namespace}:default"' in logs["in-cluster"]
 
 
 @pytest.mark.integration
