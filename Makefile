@@ -15,7 +15,7 @@ OUT ?= runs/simulate-$(PARTIES)
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export HYDRAFED_CACHE := $(CACHE)
 
-.PHONY: venv data simulate test test-fast lint cluster cluster-up bench clean
+.PHONY: venv data simulate test test-fast lint cluster cluster-up storj storj-up bench clean
 
 ## venv: the project's virtual environment with pinned dependencies
 venv: $(VENV)/.installed
@@ -46,6 +46,14 @@ cluster:
 cluster-up: venv cluster
 	$(BIN)/python -m tests.fixtures.cluster
 
+## storj: the local Storj network for tests (storj.io/storj testplanet) built from Go modules
+storj:
+	$(MAKE) -C tests/storj build CACHE=$(CACHE)
+
+## storj-up: a satellite and storage nodes on loopback, PostgreSQL from Debian; Ctrl-C stops them
+storj-up: venv storj
+	$(BIN)/python -m tests.fixtures.storj
+
 ## lint: ruff (lint + format check), mypy and the package boundaries (import-linter)
 lint: venv
 	$(BIN)/ruff check .
@@ -54,7 +62,7 @@ lint: venv
 	$(BIN)/lint-imports
 
 ## test: everything CI runs: lint, then unit, integration and e2e tests
-test: venv data cluster lint
+test: venv data cluster storj lint
 	$(BIN)/pytest -m "unit or integration or e2e"
 
 ## test-fast: unit tests only

@@ -190,6 +190,22 @@ class StorjStore:
     def uri(self, bucket: str, key: str) -> str:
         return f"{SCHEME}://{bucket}/{key}"
 
+    def revoke(self, credential: str) -> None:
+        """Revoke a read grant this store's ``share`` made: the satellite refuses it from now on.
+
+        Storj-only (an S3 server's keys are revoked by its admin); the owner's grant must be a
+        parent of the shared one.
+        """
+        self._check_write()
+        try:
+            serialized = str(json.loads(credential)["access"])
+        except (ValueError, KeyError, TypeError):
+            raise errors.ConfigError(
+                "revoke: the credential is not a storj read grant from share(); pass share()'s return value"
+            ) from None
+        with _parse(serialized, "revoke: the read grant's `access` is malformed ({reason})") as shared:
+            self._retry(lambda: self.project.revoke_access(shared))
+
 
 class _HashingWriter:
     """A file that also feeds every chunk to a hash, so a download is hashed in the same pass."""
@@ -225,7 +241,28 @@ def open_storj_store(credentials: Mapping[str, str]) -> StorjStore:
             "storj storage credentials lack `access`: put the party's serialized access grant "
             "(uplink access create / the Storj console) into the storage Secret under key access"
         )
-    return StorjStore(uplink.parse_access(serialized))
+    return StorjStore(
+        _parse(
+            serialized,
+            "storj storage credentials: `access` is not a serialized access grant ({reason}); put "
+            "the party's whole grant (uplink access create / the Storj console) into the storage "
+            "Secret under key access",
+        )
+    )
+
+
+_MALFORMED_SHARE = "storj read grant: `access` is malformed ({reason}); ask the owner to share again"
+
+
+def _parse(serialized: str, message: str) -> uplink.Access:
+    """parse_access, with a malformed grant as a ConfigError that names the field (never the grant)."""
+    try:
+        return uplink.parse_access(serialized)
+    except uplink.LibraryNotFoundError:
+        raise
+    except errors.StorageError as exc:
+        reason = str(exc).split(" (libuplink", 1)[0]
+        raise errors.ConfigError(message.format(reason=reason)) from None
 
 
 def open_storj_grant(grant: Mapping[str, Any]) -> StorjStore:
@@ -236,7 +273,7 @@ def open_storj_grant(grant: Mapping[str, Any]) -> StorjStore:
         raise errors.ConfigError(f"storj read grant lacks {missing}: ask the owner to share again") from None
     not_after = grant.get("notAfter")
     return StorjStore(
-        uplink.parse_access(serialized),
+        _parse(serialized, _MALFORMED_SHARE),
         read_only=(bucket, prefix),
         not_after=float(not_after) if not_after is not None else None,
     )

@@ -273,6 +273,7 @@ _SIGNATURES: dict[str, tuple[list[Any], Any]] = {
     "uplink_ensure_bucket": ([_HandleP, ctypes.c_char_p], _BucketResult),
     "uplink_stat_object": ([_HandleP, ctypes.c_char_p, ctypes.c_char_p], _ObjectResult),
     "uplink_delete_object": ([_HandleP, ctypes.c_char_p, ctypes.c_char_p], _ObjectResult),
+    "uplink_revoke_access": ([_HandleP, _HandleP], _ErrorP),
     "uplink_upload_object": (
         [_HandleP, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(_UploadOptions)],
         _UploadResult,
@@ -534,6 +535,10 @@ class Project:
         result = self._lib.uplink_delete_object(self._handle, bucket.encode(), key.encode())
         _check(self._lib, result, "uplink_free_object_result")
         self._lib.uplink_free_object_result(result)
+
+    def revoke_access(self, access: Access) -> None:
+        """Revoke a grant derived from this project's: the satellite refuses it from now on."""
+        _take_error(self._lib, self._lib.uplink_revoke_access(self._handle, access._handle))
 
     def list_objects(self, bucket: str, prefix: str = "") -> Iterator[ObjectMeta]:
         """Objects under prefix (recursive), paged by libuplink; the iterator is always freed."""

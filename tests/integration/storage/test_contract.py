@@ -1,5 +1,5 @@
-"""One contract, every backend: local directories and s3 on a real SeaweedFS (storj when
-STORJ_ACCESS is set). The round engine relies on exactly these behaviours."""
+"""One contract, every backend: local directories, s3 on a real SeaweedFS and storj on a real
+local Storj network (tests/fixtures/storj.py). The round engine relies on exactly these behaviours."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from hydrafed.storage import (
     split_uri,
 )
 from hydrafed.storage.seaweedfs import SeaweedS3
+from hydrafed.storage.storjnet import LocalStorj
 
 pytestmark = pytest.mark.integration
 
@@ -48,11 +49,14 @@ def _s3(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
     return Backend(open_store(spec, server.credentials("party-a", reader_for="party-b")), "party-a", "s3")
 
 
-def _storj(tmp_path: Path, _: pytest.FixtureRequest) -> Backend:
+def _storj(tmp_path: Path, request: pytest.FixtureRequest) -> Backend:
+    """Project 0 of the local Storj network; STORJ_ACCESS (and STORJ_BUCKET) pick a real one instead."""
     access = os.environ.get("STORJ_ACCESS")
-    if not access:
-        pytest.skip("live Storj tests need STORJ_ACCESS (a serialized access grant)")
-    bucket = os.environ.get("STORJ_BUCKET", "hydrafed-test")
+    if access:
+        bucket = os.environ.get("STORJ_BUCKET", "hydrafed-test")
+    else:
+        network: LocalStorj = request.getfixturevalue("storj_network")
+        access, bucket = network.credentials(0)["access"], "party-a"
     return Backend(open_store(StorageSpec(backend=StorageBackend.STORJ), {"access": access}), bucket, "sj")
 
 
