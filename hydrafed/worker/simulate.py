@@ -62,10 +62,11 @@ class SimulateOptions:
     deposit_activation: float = 0.05
     cache: Path | None = None
     store: str = "local"
-    """Where the parties' buckets live: ``local`` directories or ``seaweedfs``, a real S3 server."""
+    """Where the parties' buckets live: ``local`` directories, ``seaweedfs`` (a real S3 server) or
+    ``storj`` (a local Storj network: a project and grant per party, peers read through shares)."""
 
 
-STORES = ("local", "seaweedfs")
+STORES = ("local", "seaweedfs", "storj")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,13 @@ def _open_buckets(
     if options.store == "local":
         storage_spec = StorageSpec(backend=StorageBackend.LOCAL, root=str(work / "buckets"))
         credentials: dict[str, dict[str, str]] = {n: {} for n in names}
+    elif options.store == "storj":
+        from hydrafed.storage import storjnet
+
+        network = storjnet.LocalStorj.start(work / "storj", projects=len(names))
+        stack.callback(network.stop)
+        storage_spec = StorageSpec(backend=StorageBackend.STORJ)
+        credentials = {n: network.credentials(i) for i, n in enumerate(names)}
     else:  # seaweedfs (run_simulation checked the name)
         from hydrafed.storage import seaweedfs
 
