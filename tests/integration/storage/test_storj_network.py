@@ -35,7 +35,11 @@ pytestmark = pytest.mark.integration
 
 BUCKET = "party-a"
 BIG_BYTES = 256 << 20
-RSS_LIMIT_BYTES = 300 << 20
+RSS_LIMIT_BYTES = 200 << 20
+GO_MEMORY_LIMIT = "96MiB"
+"""libuplink's Go heap, soft-limited as docs/storage.md tells deployments to: without a limit
+Go's collector lets the heap reach twice the live set (256 MiB put+get: 198-247 MiB RSS, 512 MiB:
+272 MiB); with it the peak stays near 145 MiB whatever the size (measured 256 and 512 MiB)."""
 
 
 @pytest.fixture
@@ -225,6 +229,7 @@ def test_256mib_object_streams_both_ways_in_bounded_memory(storj_network: LocalS
     done = subprocess.run(
         [sys.executable, "-c", _STREAM_SCRIPT, str(src), str(dest)],
         input=json.dumps(storj_network.credentials(2)),  # the grant goes by stdin, not argv
+        env={**os.environ, "GOMEMLIMIT": GO_MEMORY_LIMIT},
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -236,5 +241,4 @@ def test_256mib_object_streams_both_ways_in_bounded_memory(storj_network: LocalS
 
     assert result["put"] == result["got"] == BIG_BYTES
     assert result["sha"] == sha256_file(src) == sha256_file(dest)
-    print(f"256 MiB put+get: peak RSS {result['peak_rss'] >> 20} MiB")
     assert result["peak_rss"] < RSS_LIMIT_BYTES, f"peak RSS {result['peak_rss'] >> 20} MiB"
