@@ -3,9 +3,10 @@
 Usage: python -m bench.overhead [--parties 3 10 29] [--rounds 5] [--skip-docs]
 
 29 is the party limit of a Hydra head. Each configuration is one real ``hydrafed simulate`` run
-(one process per party, devnet head) with local directory buckets or with S3 buckets on a
-SeaweedFS on loopback (``--store seaweedfs``). report.json gives every party's time in each
-phase of every round;
+(one process per party, devnet head) with local directory buckets, with S3 buckets on a
+SeaweedFS on loopback (``--store seaweedfs``) or with buckets on a local Storj network
+(``--store storj``: a satellite and five storage nodes, one project per party). report.json
+gives every party's time in each phase of every round;
 the table shows the mean over parties and rounds 2.. (round 1 pays process and import start-up),
 and the round wall time, so that the phases that do not overlap can be read against it.
 """
@@ -28,6 +29,7 @@ HEADING = "Per-round overhead"
 OUT = _env.REPO_ROOT / "runs" / "bench" / "overhead"
 RESULTS = _env.REPO_ROOT / "bench" / "results" / "overhead.json"
 PLOT = _docs.IMG / "overhead_scaling.png"
+STORES = ("local", "seaweedfs", "storj")
 
 
 def run_one(parties: int, rounds: int, store: str) -> dict[str, Any]:
@@ -106,7 +108,10 @@ def render(results: list[dict[str, Any]], seconds: float, rounds: int) -> str:
             "than train and wait: what one party pays per round on its own machine (here inflated by N "
             "parties sharing 2 cores). local = directory buckets; seaweedfs = S3 buckets on a SeaweedFS "
             "`weed mini` on loopback (on the same 2 cores), each party writing with its owner key and "
-            "reading peers through read-only grants. Peak PSS is the summed "
+            "reading peers through read-only grants; storj = a local Storj network (storj.io/storj's "
+            "testplanet: one satellite and five storage nodes in one process, PostgreSQL; same 2 cores), "
+            "one project per party, peers reading through the restricted grants they were given, "
+            "end-to-end encrypted by libuplink. Peak PSS is the summed "
             "PSS of the process tree, sampled less often the more processes there are (every ~10 s at "
             "N=29), so a lower bound.",
             _docs.table(header, rows),
@@ -150,7 +155,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--parties", type=int, nargs="+", default=[3, 10, 29])
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--stores", nargs="+", default=["local", "seaweedfs"], choices=["local", "seaweedfs"])
+    parser.add_argument(
+        "--stores", nargs="+", default=list(STORES), choices=STORES, help="storj needs `make storj`"
+    )
     parser.add_argument("--skip-docs", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
