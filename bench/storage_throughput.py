@@ -1,6 +1,10 @@
 """Put/get throughput of hydrafed's s3 store against raw boto3, and peak RSS of a large transfer.
 
-Usage: python -m bench.storage_throughput [--mb 256] [--rss-mb 1024] [--repeat 2]
+Usage: python -m bench.storage_throughput [--mb 256] [--rss-mb 1024] [--repeat 2] [--storj]
+
+``--storj`` measures the storj store instead, on a local Storj network (``make storj``): hydrafed
+against raw libuplink (the same binding's upload/download without the sha256 metadata and
+verification), and peak RSS with and without ``GOMEMLIMIT`` (libuplink's Go heap).
 
 Both sides talk to the same SeaweedFS (``weed mini`` on loopback) in one run, so the ratio
 hydrafed/boto3 isolates what hydrafed adds (sha256 metadata, verification, temp-file renames).
@@ -121,6 +125,105 @@ def _peak_rss(server: SeaweedS3, work: Path, mb: int) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
 
 
+def _storj_throughput(project: Any, access: str, work: Path, mb: int, repeat: int) -> dict[str, float]:
+    from hydrafed.storage.storj import open_storj_store
+
+    src = work / "src.bin"
+    _write_random(src, mb)
+    store = open_storj_store({"access": access})
+    store.ensure_bucket(BUCKET)
+    best: dict[str, float] = {}
+
+    def timed(name: str, fn: Any) -> None:
+        start = time.perf_counter()
+        fn()
+        best[name] = max(best.get(name, 0.0), _rate(mb, time.perf_counter() - start))
+
+    def raw_put(key: str) -> None:
+        with src.open("rb") as source:
+            project.upload_file(BUCKET, key, source)
+
+    def raw_get(key: str) -> None:
+        with (work / "raw.out").open("wb") as out:
+            project.download_file(BUCKET, key, out)
+
+    for i in range(repeat):
+        timed("uplink_put", lambda i=i: raw_put(f"raw/{i}"))
+        timed("hydrafed_put", lambda i=i: store.put(BUCKET, f"hf/{i}", src))
+        timed("uplink_get", lambda i=i: raw_get(f"raw/{i}"))
+        timed("hydrafed_get", lambda i=i: store.get(BUCKET, f"hf/{i}", work / "hf.out"))
+        for key in (f"raw/{i}", f"hf/{i}"):
+            store.delete(BUCKET, key)
+    store.close()
+    src.unlink()
+    return best
+
+
+def _storj_child(path: str) -> None:
+    """Fresh process: put then get one file through the storj store (grant on stdin), peak RSS."""
+    from hydrafed.storage.storj import open_storj_store
+
+    store = open_storj_store({"access": sys.stdin.read().strip()})
+    store.ensure_bucket(BUCKET)
+    store.put(BUCKET, "rss/big", Path(path))
+    store.get(BUCKET, "rss/big", Path(path + ".out"))
+    store.delete(BUCKET, "rss/big")
+    Path(path + ".out").unlink()
+    status = Path("/proc/self/status").read_text().splitlines()
+    hwm_kib = int(next(line.split()[1] for line in status if line.startswith("VmHWM:")))
+    print(json.dumps({"peak_rss_mb": hwm_kib / 1024}))
+
+
+def _storj_peak_rss(access: str, work: Path, mb: int, go_memory_limit: str | None) -> float:
+    src = work / "big.bin"
+    _write_random(src, mb)
+    env = {k: v for k, v in os.environ.items() if k != "GOMEMLIMIT"}
+    if go_memory_limit:
+        env["GOMEMLIMIT"] = go_memory_limit
+    out = subprocess.run(
+        [sys.executable, "-m", "bench.storage_throughput", "--storj-child", str(src)],
+        input=access,  # the grant goes by stdin, never argv
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    src.unlink()
+    return float(json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"])
+
+
+def main_storj(mb: int, rss_mb: int, repeat: int) -> None:
+    """Start a local Storj network, measure, write bench/results/storage_throughput_storj.json."""
+    from hydrafed.storage import uplink
+    from hydrafed.storage.storjnet import LocalStorj
+
+    with tempfile.TemporaryDirectory(prefix="hf-bench-storj-") as tmp:
+        work = Path(tmp)
+        network = LocalStorj.start(work / "storj", projects=1)
+        try:
+            access = network.credentials(0)["access"]
+            with uplink.parse_access(access) as parsed, parsed.open_project() as project:
+                project.ensure_bucket(BUCKET)
+                rates = _storj_throughput(project, access, work, mb, repeat)
+            rss = {
+                limit or "unset": _storj_peak_rss(access, work, rss_mb, limit) for limit in (None, "96MiB")
+            }
+        finally:
+            network.stop()
+    result = {
+        "object_mb": mb,
+        "rates_mb_s": rates,
+        "put_ratio": rates["hydrafed_put"] / rates["uplink_put"],
+        "get_ratio": rates["hydrafed_get"] / rates["uplink_get"],
+        "rss_object_mb": rss_mb,
+        "peak_rss_mb_by_gomemlimit": rss,
+        "network": {"storage_nodes": network.node_count, "rs": list(network.rs)},
+    }
+    print(json.dumps(result, indent=2))
+    results = Path(__file__).parent / "results" / "storage_throughput_storj.json"
+    results.write_text(json.dumps(result, indent=2) + "\n")
+
+
 def main() -> None:
     """Start SeaweedFS, measure, print JSON and write bench/results/storage_throughput.json."""
     parser = argparse.ArgumentParser()
@@ -128,9 +231,17 @@ def main() -> None:
     parser.add_argument("--rss-mb", type=int, default=1024)
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--child", nargs=4)
+    parser.add_argument("--storj", action="store_true", help="the storj store on a local Storj network")
+    parser.add_argument("--storj-child")
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
+        return
+    if args.storj_child:
+        _storj_child(args.storj_child)
+        return
+    if args.storj:
+        main_storj(args.mb, args.rss_mb, args.repeat)
         return
     with tempfile.TemporaryDirectory(prefix="hf-bench-storage-") as tmp:
         work = Path(tmp)
