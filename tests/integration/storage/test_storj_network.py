@@ -20,6 +20,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from hydrafed import errors
@@ -27,7 +28,7 @@ from hydrafed.spec import StorageBackend, StorageSpec
 from hydrafed.storage import open_shared, open_store, uplink
 from hydrafed.storage.base import sha256_file
 from hydrafed.storage.storj import StorjStore, open_storj_store
-from hydrafed.storage.storjnet import LocalStorj
+from hydrafed.storage.storjnet import LocalStorj, Postgres
 from tests.conftest import REPO_ROOT
 from tests.unit.storage.storj_grants import make_grant
 
@@ -242,3 +243,20 @@ def test_256mib_object_streams_both_ways_in_bounded_memory(storj_network: LocalS
     assert result["put"] == result["got"] == BIG_BYTES
     assert result["sha"] == sha256_file(src) == sha256_file(dest)
     assert result["peak_rss"] < RSS_LIMIT_BYTES, f"peak RSS {result['peak_rss'] >> 20} MiB"
+
+
+def test_postgres_runs_unprivileged_and_leaves_nothing(tmp_path: Path) -> None:
+    server = Postgres.start(tmp_path)
+    try:
+        owner = psutil.Process(server.process.pid).uids().real
+        datadir = server.datadir
+        assert datadir.is_dir()
+        if os.geteuid() == 0:  # PostgreSQL refuses root: the launcher picks postgres or nobody
+            assert owner != 0 and datadir.stat().st_uid == owner
+    finally:
+        server.stop()
+
+    assert server.process.poll() is not None
+    assert not datadir.exists()
+    if server.owns_datadir_parent:
+        assert not datadir.parent.exists()
