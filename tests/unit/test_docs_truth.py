@@ -1,4 +1,4 @@
-"""The docs name only things that exist: repository paths, ``python -m`` modules, ``hydrafed`` commands.
+"""The docs name only things that exist: repository paths, modules, ``hydrafed`` commands.
 
 Docs drift when code moves. This reads README.md and every ``docs/**/*.md`` (whatever pages
 exist), collects what they name in code spans, links and fenced blocks, and checks it against
@@ -11,7 +11,9 @@ What counts as a repository path (anything else in backticks is prose, an API ro
   ``tests/cluster/``, ``docs/x.md``, ``Makefile``) must exist from the repository root;
 - a relative ``x/y.py``-style span (``devnet/server.py`` in docs/hydra.md's module table) must be
   the tail of some file in the repository; a bare ``name.py`` or ``name.md`` the name of one;
-- a relative link target must exist next to the page.
+- a relative link target must exist next to the page;
+- a dotted span rooted in one of our packages (``hydrafed.rounds.RoundBook``, ``python -m
+  bench.paper``) must be a module, and its first attribute must be defined there.
 """
 
 from __future__ import annotations
@@ -169,6 +171,45 @@ def _module_problem(module: str) -> str | None:
     return f"`python -m {module}`: no module {base}.py or package {base}/"
 
 
+_DOTTED = re.compile(r"^[a-z_][\w]*(?:\.\w+)+$")
+
+
+def _defines(source: Path, name: str) -> bool:
+    """Whether a module's source defines or imports ``name`` at some level (a cheap, static look)."""
+    text = source.read_text(encoding="utf-8") if source.is_file() else ""
+    pattern = (
+        rf"(?m)^\s*(?:async\s+def|def|class)\s+{name}\b|^\s*{name}\s*[:=]"
+        rf"|^\s*(?:from\s+\S+\s+)?import\s+[^#\n]*\b{name}\b"
+    )
+    return re.search(pattern, text) is not None
+
+
+def _dotted_problem(token: str) -> str | None:
+    """Why a dotted ``package.module[.attr]`` span names nothing in the repository, or None."""
+    parts = token.split(".")
+    if (
+        not _DOTTED.match(token)
+        or parts[0] not in _roots()
+        or not (REPO / parts[0] / "__init__.py").is_file()
+    ):
+        return None  # prose (``report.json``, ``hydrafed.io``) or a third-party name
+    here = REPO / parts[0]
+    for depth, part in enumerate(parts[1:], start=1):
+        if (here / part / "__init__.py").is_file():
+            here = here / part
+            continue
+        if (here / f"{part}.py").is_file():
+            module = here / f"{part}.py"
+            rest = parts[depth + 1 :]
+            if rest and not _defines(module, rest[0]):
+                return f"`{token}`: {module.relative_to(REPO).as_posix()} defines no {rest[0]}"
+            return None
+        if _defines(here / "__init__.py", part):
+            return None  # a name the package exports
+        return f"`{token}`: no module or package {'/'.join(parts[: depth + 1])}"
+    return None
+
+
 def _problems(rel: str, text: str) -> list[str]:
     """Every stale name on the page at repository path ``rel`` whose content is ``text``."""
     page_dir = Path(rel).parent.as_posix()
@@ -186,7 +227,7 @@ def _problems(rel: str, text: str) -> list[str]:
                 if problem:
                     found.append(f"{rel}:{number}: {problem}")
             if not fenced:
-                problem = _path_problem(snippet, page_dir)
+                problem = _path_problem(snippet, page_dir) or _dotted_problem(snippet.strip())
                 if problem:
                     found.append(f"{rel}:{number}: {problem}")
         if not fenced:
@@ -219,6 +260,8 @@ PROBE = "docs/probe.md"
         ("Run `hydrafed keys rotate`.", "`hydrafed keys rotate` is not a command"),
         ("```\n$ .venv/bin/hydrafed frobnicate --x\n```", "`hydrafed frobnicate` is not a command"),
         ("Rerun: `python -m bench.no_such_bench`.", "no module bench/no_such_bench.py"),
+        ("The driver, `hydrafed.no_such_driver`, opens it.", "no module or package hydrafed/no_such_driver"),
+        ("See `hydrafed.spec.NoSuchSpec`.", "hydrafed/spec.py defines no NoSuchSpec"),
         ("![plot](img/no_such_plot.png)", "link target `img/no_such_plot.png` does not exist"),
     ],
 )
@@ -236,7 +279,8 @@ def test_checker_accepts_what_exists_and_ignores_prose() -> None:
 `hydrafed/spec.py`, `tests/unit/`, `docs/hydra.md`, `Makefile`, `devnet/server.py`, `ledger.py`,
 [hydra](hydra.md#devnet), `hydrafed simulate --parties 3`, `hydrafed keys generate`, `hydrafed --help`,
 `python -m bench.paper`, `python -m pytest`; prose: `POST /commit`, `apps/v1`, `report.json`,
-`3/3`, `hydrafed.io/v1`, `helm install hydrafed charts`, `hydrafed/worker/{a,b}.py`,
+`3/3`, `hydrafed.io/v1`, `helm install hydrafed charts`, `hydrafed/worker/{a,b}.py`, `os.path`,
+`hydrafed.spec.FederationSpec`, `hydrafed.hydra.devnet.Devnet`, `hydrafed.worker.party.PHASES`, `report.json`,
 [site](https://example.org/x.md), `hydrafed operator` (being built), `hydrafed party export`.
 
 ```
