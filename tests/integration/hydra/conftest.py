@@ -16,6 +16,11 @@ from hydrafed.ports import free_base_port
 DevnetFactory = Callable[..., Awaitable[Devnet]]
 
 
+def confirms(tx_id: str) -> Callable[[messages.ServerOutput], bool]:
+    """A ``wait_for`` predicate: a SnapshotConfirmed that confirms ``tx_id``."""
+    return lambda o: isinstance(o, messages.SnapshotConfirmed) and tx_id in o.confirmed_tx_ids
+
+
 @pytest.fixture
 async def make_devnet(tmp_path: Path) -> AsyncIterator[DevnetFactory]:
     """Start devnets that the test stops (or that stop at teardown)."""

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from hydrafed import errors
 from hydrafed.hydra import client as client_mod
-from tests.integration.hydra.conftest import free_base_port
+from hydrafed.ports import free_base_port
 
 pytestmark = pytest.mark.integration
 

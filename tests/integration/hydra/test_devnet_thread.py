@@ -10,7 +10,8 @@ import pytest
 
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra.devnet import Devnet, DevnetThread
-from tests.integration.hydra.conftest import DevnetFactory, free_base_port
+from hydrafed.ports import free_base_port
+from tests.integration.hydra.conftest import DevnetFactory
 
 pytestmark = pytest.mark.integration
 

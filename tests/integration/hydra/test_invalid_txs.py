@@ -9,6 +9,7 @@ from hydrafed import errors
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys, messages
 from hydrafed.hydra.devnet import Devnet
+from tests.integration.hydra.conftest import confirms
 from tests.unit.hydra.helpers import make_tx
 
 pytestmark = pytest.mark.integration
@@ -48,7 +49,7 @@ async def test_invalid_tx_is_rejected_and_changes_nothing(
     elif case == "double_spend":
         first = make_tx(alice, [key], pay)
         await clients[0].send(messages.NewTx(transaction=first))
-        await clients[0].wait_for("SnapshotConfirmed", lambda o: first["txId"] in o.confirmed_tx_ids, since=0)
+        await clients[0].wait_for("SnapshotConfirmed", confirms(first["txId"]), since=0)
         utxo = await clients[0].get_snapshot_utxo()
         env = make_tx(alice, [key], [(bob.address(), 3_000_000), (alice.address(), amount - 3_000_000)])
     elif case == "unbalanced":

@@ -9,6 +9,7 @@ import pytest
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys, messages, tx
 from hydrafed.hydra.devnet import Devnet
+from tests.integration.hydra.conftest import confirms
 
 pytestmark = pytest.mark.integration
 
@@ -54,9 +55,7 @@ async def test_three_party_lifecycle(
         )
         sent[env["txId"]] = k.name
         await c.send(messages.NewTx(transaction=env))
-        await c.wait_for(
-            "SnapshotConfirmed", lambda o, i=env["txId"]: i in o.confirmed_tx_ids, since=since[0]
-        )
+        await c.wait_for("SnapshotConfirmed", confirms(env["txId"]), since=since[0])
 
     # Every node saw TxValid for every tx and the same confirmed announcements, in the same order.
     seen_orders = []

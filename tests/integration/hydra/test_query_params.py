@@ -11,6 +11,7 @@ import pytest
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys, messages
 from hydrafed.hydra.devnet import Devnet
+from tests.integration.hydra.conftest import confirms
 from tests.unit.hydra.helpers import make_tx
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ async def test_query_parameters(
     env = make_tx(alice, [key], [(bob.address(), 2_000_000), (alice.address(), amount - 2_000_000)])
     pos = clients[0].position
     await clients[0].send(messages.NewTx(transaction=env))
-    await clients[0].wait_for("SnapshotConfirmed", lambda o: env["txId"] in o.confirmed_tx_ids, since=pos)
+    await clients[0].wait_for("SnapshotConfirmed", confirms(env["txId"]), since=pos)
     base = net.urls[0].replace("http://", "ws://")
 
     # Execute

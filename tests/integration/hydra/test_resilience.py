@@ -11,7 +11,8 @@ from hydrafed import errors
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys, messages
 from hydrafed.hydra.devnet import Devnet
-from tests.integration.hydra.conftest import DevnetFactory, free_base_port
+from hydrafed.ports import free_base_port
+from tests.integration.hydra.conftest import DevnetFactory, confirms
 from tests.unit.hydra.helpers import make_tx
 
 pytestmark = pytest.mark.integration
@@ -53,7 +54,7 @@ async def test_reconnect_mid_stream_misses_and_repeats_nothing(
         ids = await sending
         last = ids[-1]
         for c in (steady, flaky):
-            await c.wait_for("SnapshotConfirmed", lambda o: last in o.confirmed_tx_ids, since=0, timeout=20)
+            await c.wait_for("SnapshotConfirmed", confirms(last), since=0, timeout=20)
 
         # Assert
         assert flaky.reconnects >= 3
@@ -71,7 +72,11 @@ async def test_restarted_devnet_resumes_head_with_history(
     # Prepare
     net, clients, (alice, bob, _) = open_head
     await _chain_payments(clients[0], alice, bob, 3)
-    await clients[0].wait_for("SnapshotConfirmed", lambda o: len(o.confirmed) > 0, since=0)
+    await clients[0].wait_for(
+        "SnapshotConfirmed",
+        lambda o: isinstance(o, messages.SnapshotConfirmed) and len(o.confirmed) > 0,
+        since=0,
+    )
     await asyncio.sleep(0.1)
     before_events = _timed(clients[2])
     before_utxo = await clients[2].get_snapshot_utxo()

@@ -80,4 +80,4 @@ def test_wrong_type_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_network_names_the_choices() -> None:
     with pytest.raises(errors.ConfigError, match="'testnet' or 'mainnet'"):
-        keys.to_network("preprod")  # type: ignore[arg-type]
+        keys.to_network("preprod")

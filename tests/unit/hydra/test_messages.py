@@ -14,7 +14,7 @@ pytestmark = pytest.mark.unit
 
 
 def _samples(reference: Path, kind: str) -> list[tuple[str, dict[str, object]]]:
-    found = []
+    found: list[tuple[str, dict[str, object]]] = []
     for path in sorted((reference / "golden" / kind).glob("*.json")):
         found.extend((path.stem, s) for s in json.loads(path.read_text())["samples"])
     return found

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pycardano
 import pytest
 
@@ -15,7 +17,9 @@ pytestmark = pytest.mark.unit
 PARAMS = ledger.LedgerParams.from_json(DEFAULT_PROTOCOL_PARAMETERS)
 
 
-def _setup(lovelace: int = 50_000_000) -> tuple[keys.PartyKeys, list[keys.PartyKeys], dict[str, object]]:
+def _setup(
+    lovelace: int = 50_000_000,
+) -> tuple[keys.PartyKeys, list[keys.PartyKeys], dict[str, dict[str, Any]]]:
     me = keys.generate_party_keys("me")
     peers = [keys.generate_party_keys(f"p{i}") for i in range(3)]
     head_utxo = {
