@@ -141,6 +141,10 @@ class Postgres:
             log = log_path.open("ab")
             process = subprocess.Popen(
                 [
+                    "/bin/sh",
+                    "-c",
+                    _PG_GUARD,
+                    "pg-guard",
                     str(bindir / "postgres"),
                     "-D",
                     str(datadir),
@@ -161,7 +165,7 @@ class Postgres:
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 cwd=parent,
                 start_new_session=True,
                 **run_as,
@@ -195,12 +199,29 @@ class Postgres:
         raise errors.UnavailableError(f"postgres did not accept connections within {timeout}s")
 
     def stop(self) -> None:
-        """Fast shutdown (SIGINT), SIGKILL if it lingers; remove the data directory."""
-        _stop_process(self.process, signal.SIGINT, 20)
+        """Close the guard's stdin (a fast shutdown), kill the group if it lingers; remove the data."""
+        if self.process.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=10)
         if self.owns_datadir_parent:
             shutil.rmtree(self.datadir.parent, ignore_errors=True)
         else:
             shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+_PG_GUARD = (
+    'exec 3<&0; bin="$1"; shift; "$bin" "$@" </dev/null & pid=$!; '
+    '(cat <&3 >/dev/null; kill -INT "$pid" 2>/dev/null) & wait "$pid"'
+)
+"""PostgreSQL does not notice its parent dying. This shell runs it and, once the other end of
+its stdin closes (``stop()``, or the test process killed outright), asks it for a fast shutdown
+(SIGINT); the shell exits when postgres does, so a failed start is still seen at once."""
 
 
 def _unprivileged_user() -> pwd.struct_passwd | None:

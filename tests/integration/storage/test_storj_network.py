@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -260,3 +261,40 @@ def test_postgres_runs_unprivileged_and_leaves_nothing(tmp_path: Path) -> None:
     assert not datadir.exists()
     if server.owns_datadir_parent:
         assert not datadir.parent.exists()
+
+
+_ORPHAN_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+import psutil
+from hydrafed.storage.storjnet import Postgres
+server = Postgres.start(Path(sys.argv[1]))
+postgres = [p.pid for p in psutil.Process(server.process.pid).children() if p.name() == "postgres"]
+print(json.dumps({"postgres": postgres, "datadir": str(server.datadir)}), flush=True)
+time.sleep(600)
+"""
+
+
+def test_postgres_stops_when_its_owner_is_killed(tmp_path: Path) -> None:
+    # Prepare: a process that starts PostgreSQL and then dies without a chance to stop it.
+    owner = subprocess.Popen(
+        [sys.executable, "-c", _ORPHAN_SCRIPT, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert owner.stdout is not None
+    started = json.loads(owner.stdout.readline())
+    [pid] = started["postgres"]
+    postmaster = psutil.Process(pid)
+
+    # Execute
+    owner.kill()
+    owner.wait(timeout=10)
+
+    # Assert: the guard shell saw its stdin close and shut postgres down.
+    try:
+        postmaster.wait(timeout=20)
+    finally:
+        shutil.rmtree(Path(started["datadir"]).parent, ignore_errors=True)
+    assert not psutil.pid_exists(pid) or postmaster.status() == psutil.STATUS_ZOMBIE
