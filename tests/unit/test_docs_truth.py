@@ -11,6 +11,8 @@ What counts as a repository path (anything else in backticks is prose, an API ro
   ``tests/cluster/``, ``docs/x.md``, ``Makefile``) must exist from the repository root;
 - a relative ``x/y.py``-style span (``devnet/server.py`` in docs/hydra.md's module table) must be
   the tail of some file in the repository; a bare ``name.py`` or ``name.md`` the name of one;
+- in plain prose, a ``root/.../name.ext`` or ``root/.../`` word (README's list of docs/x.md) must
+  exist like a code span does (other slashes in prose, "hydrafed/Flower", are words);
 - a relative link target must exist next to the page;
 - a dotted span rooted in one of our packages (``hydrafed.rounds.RoundBook``, ``python -m
   bench.paper``) must be a module, and its first attribute must be defined there.
@@ -117,6 +119,19 @@ def _path_problem(token: str, page_dir: str) -> str | None:
     if any(f == token or f.endswith("/" + token) for f in _files()):
         return None
     return f"`{token}`: no file of that name in the repository"
+
+
+def _prose_paths(line: str) -> Iterator[str]:
+    """Root-anchored paths written without backticks: ``docs/x.md``, ``crds/``, not ``hydrafed/Flower``."""
+    prose = re.sub(r"\]\([^)]*\)", "]", re.sub(r"`[^`]*`", "", line))
+    roots = sorted(r for r in _roots() if not r.startswith(".") and (REPO / r).is_dir())
+    if not roots:
+        return
+    pattern = r"(?<![\w./-])(?:" + "|".join(map(re.escape, roots)) + r")/[\w.*/-]*"
+    for match in re.finditer(pattern, prose):
+        token = match.group(0).rstrip(".,:;")
+        if token.endswith("/") or re.search(r"\.\w+$", token.rsplit("/", 1)[-1]):
+            yield token
 
 
 def _link_problem(target: str, page_dir: str) -> str | None:
@@ -231,6 +246,9 @@ def _problems(rel: str, text: str) -> list[str]:
                 if problem:
                     found.append(f"{rel}:{number}: {problem}")
         if not fenced:
+            for token in _prose_paths(line):
+                if not _exists(token):
+                    found.append(f"{rel}:{number}: {token} does not exist in the repository")
             for link in _LINK.finditer(line):
                 problem = _link_problem(link.group(1), page_dir)
                 if problem:
@@ -263,6 +281,7 @@ PROBE = "docs/probe.md"
         ("The driver, `hydrafed.no_such_driver`, opens it.", "no module or package hydrafed/no_such_driver"),
         ("See `hydrafed.spec.NoSuchSpec`.", "hydrafed/spec.py defines no NoSuchSpec"),
         ("![plot](img/no_such_plot.png)", "link target `img/no_such_plot.png` does not exist"),
+        ("- docs/no_such_page.md: a page that was never written.", "docs/no_such_page.md does not exist"),
     ],
 )
 def test_checker_reports_the_page_line_and_name(text: str, expected: str) -> None:
@@ -282,6 +301,7 @@ def test_checker_accepts_what_exists_and_ignores_prose() -> None:
 `3/3`, `hydrafed.io/v1`, `helm install hydrafed charts`, `hydrafed/worker/{a,b}.py`, `os.path`,
 `hydrafed.spec.FederationSpec`, `hydrafed.hydra.devnet.Devnet`, `hydrafed.worker.party.PHASES`, `report.json`,
 [site](https://example.org/x.md), `hydrafed operator` (being built), `hydrafed party export`.
+Prose: see docs/hydra.md and tests/unit/, a ratio hydrafed/Flower of 0.4, scripts/datums/minting.
 
 ```
 hydrafed simulate --rounds 2 && hydrafed crds --check
