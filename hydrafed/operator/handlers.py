@@ -43,6 +43,9 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.watching.connect_timeout = 10
     settings.posting.level = logging.WARNING  # our own Events say what happened; kopf's only problems
     settings.background.cancellation_polling = 1
+    # No cluster-wide watch of CRDs and namespaces (that would need cluster-scoped RBAC): the CRDs
+    # exist before the operator starts (Helm installs them first) and namespaces are named.
+    settings.scanning.disabled = True
     if memo.get("metrics_port"):
         metrics.serve(int(memo["metrics_port"]))
 
