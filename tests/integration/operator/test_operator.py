@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +25,10 @@ from hydrafed.storage import LocalStore
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import KubeClient
 from tests.fixtures.operator import operator_kubeconfig, running_operator
+from tests.fixtures.prometheus import Prometheus, check_metrics, prometheus
 
 pytestmark = pytest.mark.integration
+__all__ = ["prometheus"]
 
 API = f"/apis/{spec.API_GROUP}/{spec.API_VERSION}"
 
@@ -129,6 +131,7 @@ async def _deposit_as_bob(devnet: Devnet) -> None:
 
 
 async def test_operator_opens_funds_runs_and_closes_the_head(
+    prometheus: Callable[..., Prometheus],
     k8s_cluster: Cluster,
     kube: KubeClient,
     crds_installed: list[str],
@@ -169,6 +172,11 @@ async def test_operator_opens_funds_runs_and_closes_the_head(
         )[0]
         config = json.loads(kube.get(f"{ns}/configmaps/mnist-alice-worker")["data"]["config.json"])
         metrics_text = op.metrics()
+        server = prometheus([f"127.0.0.1:{op.metrics_port}"])
+        scraped = server.wait_for_series(
+            f'hydrafed_federation_phase{{phase="Training",namespace="{namespace}"}} == 1'
+        )
+        head_open = server.query(f'hydrafed_head_state{{state="Open",namespace="{namespace}"}}')
 
         # Execute: delete the Federation: the finalizer closes the head and fans out
         kube.delete(f"{API}/namespaces/{namespace}/federations/mnist")
@@ -203,6 +211,10 @@ async def test_operator_opens_funds_runs_and_closes_the_head(
         f'hydrafed_federation_phase{{federation="mnist",namespace="{namespace}",phase="Training"}} 1.0'
         in metrics_text
     )
+    # Assert: a real Prometheus scrapes the operator; promtool finds nothing to lint
+    assert scraped and [s["value"][1] for s in head_open] == ["1"], head_open
+    promtool = check_metrics(metrics_text)
+    assert promtool.ok, promtool.problems
     # Assert: deleting closed the head and returned the funds to L1
     head = devnet.head
     assert head is not None and head.status == "Idle"
