@@ -220,3 +220,42 @@ async def test_operator_opens_funds_runs_and_closes_the_head(
     assert head is not None and head.status == "Idle"
     assert {"Closing", "HeadFinalized"} <= set(events), events
     assert "Traceback" not in log, log
+
+
+async def test_spec_close_closes_the_head_and_keeps_the_record(
+    k8s_cluster: Cluster,
+    kube: KubeClient,
+    crds_installed: list[str],
+    namespace: str,
+    devnet: Devnet,
+    tmp_path: Path,
+) -> None:
+    # Prepare: a head that is open and funded
+    kubeconfig = operator_kubeconfig(k8s_cluster, kube, namespace, tmp_path / "operator.kubeconfig")
+    _setup(kube, namespace, devnet, tmp_path)
+    path = f"{API}/namespaces/{namespace}/federations/mnist"
+    with running_operator(kubeconfig, [namespace], tmp_path) as op:
+        kube.wait_for(
+            "Funding", lambda: _federation_status(kube, namespace).get("phase") == "Funding", timeout=60
+        )
+        await _deposit_as_bob(devnet)
+        kube.wait_for(
+            "Training", lambda: _federation_status(kube, namespace).get("phase") == "Training", timeout=60
+        )
+
+        # Execute: any party may close: set spec.close
+        kube.merge_patch(path, {"spec": {"close": True}})
+        closed = kube.wait_for(
+            "Closed",
+            lambda: (s := _federation_status(kube, namespace)).get("phase") == "Closed" and s,
+            timeout=60,
+            message=op.log,
+        )
+        kube.delete(path)  # a closed head lets the record go at once
+        kube.wait_for(
+            "the record deleted", lambda: not kube.get(f"{API}/namespaces/{namespace}/federations")["items"]
+        )
+
+    # Assert
+    assert devnet.head is not None and devnet.head.status == "Idle"
+    assert closed["headState"] == "Final" and "finalized" in closed["message"]
