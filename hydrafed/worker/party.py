@@ -1,16 +1,17 @@
 """One party's round loop: train, upload, announce, wait for the ledger, download, aggregate.
 
-The same code runs in a Kubernetes worker Job and in ``hydrafed simulate`` (one spawned process
-per party). It talks to training only through a ``LocalTask``, to the head only through its own
-node's ``HydraClient`` and to peers' objects only through read grants they shared. The round's
-members are what the confirmed ledger says (``hydrafed.rounds.RoundBook``), sorted by party, so
-every party aggregates the same updates and ends each round with bit-identical weights.
+The same code runs in a Kubernetes worker Job (``hydrafed worker``), in ``hydrafed simulate``
+(one process per party) and in process for tests and benchmarks. It is given everything it talks
+to: training through a ``LocalTask``, the head through a ``Ledger`` (``worker.ledger``: the party's
+hydra-node in production, an in-memory head in process), its own bucket and the peers' read-only
+stores. The round's members are what the confirmed ledger says, sorted by party, so every party
+aggregates the same updates and ends each round with bit-identical weights.
 
 Public API::
 
     Member(name, address, key_hash, bucket, grant)
-    PartyConfig(fed, name, members, spec, api_url, keys_dir, work_dir, ...)   # picklable
-    PartyWorker(config, task, *, progress=None).run() -> PartyResult     (async)
+    PartyConfig(fed, name, members, spec, work_dir)                       # picklable
+    PartyWorker(config, task, ledger, store, peer_stores, *, progress=None).run() -> PartyResult
     load_peer_update(store, entry, dest, reference) -> Update            # verify + safetensors load
     state_sha256(tensors) -> str                                          # digest of a global state
 """
@@ -24,7 +25,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +34,12 @@ import torch
 
 from hydrafed import errors
 from hydrafed import rounds as rounds_mod
-from hydrafed.hydra import client as client_mod
-from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import ConfirmedAnnouncement
 from hydrafed.spec import FederationSpec
-from hydrafed.storage import (
-    UpdateStore,
-    fetch_verified,
-    open_shared,
-    open_store,
-    read_verified,
-    sha256_file,
-    split_uri,
-)
+from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
+from hydrafed.worker.ledger import Ledger
 from hydrafed.worker.task import LocalTask
 
 log = logging.getLogger(__name__)
@@ -69,8 +61,8 @@ class Member:
     key_hash: str
     """Payment key hash (hex) that must have signed the member's announcements."""
     bucket: str
-    grant: str
-    """Read credential the member shared for its round objects."""
+    grant: str = dataclasses.field(default="", repr=False)
+    """Read credential the member shared for its round objects (a secret: not in repr)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,12 +73,7 @@ class PartyConfig:
     name: str
     members: tuple[Member, ...]
     spec: FederationSpec
-    api_url: str
-    keys_dir: Path
     work_dir: Path
-    network: keys_mod.NetworkName = "testnet"
-    storage_credentials: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
-    """Keys of the party's own bucket (s3, storj); a secret, so kept out of repr and logs."""
 
     def __post_init__(self) -> None:
         names = [m.name for m in self.members]
@@ -193,32 +180,80 @@ def _finite(metrics: Mapping[str, float], state: Mapping[str, torch.Tensor]) -> 
     )
 
 
+class Rounds:
+    """The worker's view of the ledger: counted announcements per round, as the ledger gave them."""
+
+    def __init__(self, members: Sequence[str]) -> None:
+        self.members = frozenset(members)
+        self.rounds: dict[int, dict[str, ConfirmedAnnouncement]] = {}
+
+    def add(self, entry: ConfirmedAnnouncement) -> bool:
+        """Take in one confirmed announcement; False if the party's round was already counted."""
+        ann = entry.announcement
+        entries = self.rounds.setdefault(ann.round, {})
+        if ann.party in entries or ann.party not in self.members:
+            return False
+        entries[ann.party] = entry
+        return True
+
+    def announced(self, round_no: int) -> list[str]:
+        """Members with a counted announcement for the round, sorted."""
+        return sorted(self.rounds.get(round_no, {}))
+
+    def is_complete(self, round_no: int) -> bool:
+        """Every member has announced the round."""
+        return len(self.rounds.get(round_no, {})) == len(self.members)
+
+    def round_announcements(self, round_no: int) -> list[ConfirmedAnnouncement]:
+        """The round's counted announcements, sorted by party: the aggregation order."""
+        entries = self.rounds.get(round_no, {})
+        return [entries[name] for name in sorted(entries)]
+
+
 class PartyWorker:
-    """Runs the rounds of one party against its own hydra-node.
+    """Runs the rounds of one party.
 
     Parameters
     ----------
     config
-        Identity, peers, grants and the federation spec.
+        Identity, members and the federation spec.
     task
         The model, shard and optimiser; the worker only calls the LocalTask protocol.
+    ledger
+        Where the party announces and reads the confirmed announcements (``worker.ledger``).
+    store
+        The party's own bucket (read-write); it also reads its own earlier updates back from it.
+    peer_stores
+        One read-only store per peer, opened from the grant the peer shared.
     progress
         Called with small dicts (``{"party", "round", "state", ...}``) as the round advances.
     """
 
-    def __init__(self, config: PartyConfig, task: LocalTask, *, progress: Progress | None = None) -> None:
+    def __init__(
+        self,
+        config: PartyConfig,
+        task: LocalTask,
+        ledger: Ledger,
+        store: UpdateStore,
+        peer_stores: Mapping[str, UpdateStore],
+        *,
+        progress: Progress | None = None,
+    ) -> None:
         self.config = config
         self.spec = config.spec
         self.task = task
+        self.ledger = ledger
         self.progress = progress or (lambda _msg: None)
-        self.keys = keys_mod.load_party_keys(Path(config.keys_dir), config.name)
-        self.store = open_store(self.spec.storage, config.storage_credentials)
+        self.store = store
         self.members = {m.name: m for m in config.members}
-        self.peer_stores = {m.name: open_shared(m.grant) for m in config.members if m.name != config.name}
+        missing = sorted(set(self.members) - {config.name} - set(peer_stores))
+        if missing:
+            raise errors.ConfigError(
+                f"no read grant from {', '.join(missing)}: ask them to share their bucket"
+            )
+        self.peer_stores = dict(peer_stores)
         self.spec_hash = rounds_mod.spec_hash(self.spec)
-        self.book = rounds_mod.RoundBook(
-            config.fed, self.spec_hash, {m.name: m.key_hash for m in config.members}
-        )
+        self.book = Rounds(list(self.members))
         self.aggregator = get_aggregator(self.spec.training.aggregation)
         self.work_dir = Path(config.work_dir)
         self._book_changed = asyncio.Event()
@@ -233,16 +268,15 @@ class PartyWorker:
     async def run(self) -> PartyResult:
         """All rounds of the spec; raises on the first error (the round never goes on without it)."""
         records: list[RoundReport] = []
-        # The party reads the UTxO over HTTP when it builds a tx; the UTxO in every
-        # SnapshotConfirmed (thousands of entries late in a run) is not worth parsing.
-        async with client_mod.HydraClient(self.config.api_url, snapshot_utxo=False) as client:
-            follower = asyncio.create_task(self._follow(client))
+        async with self.ledger:
+            for entry in self.ledger.history():
+                self.book.add(entry)
+            follower = asyncio.create_task(self._follow())
             self._follower = follower
             try:
-                params = await client.get_protocol_parameters()
-                agg_state: dict[str, torch.Tensor] | None = None
-                for round_no in range(1, self.spec.training.rounds + 1):
-                    record, agg_state = await self._round(client, params, round_no, agg_state)
+                first, agg_state = await self._resume()
+                for round_no in range(first, self.spec.training.rounds + 1):
+                    record, agg_state = await self._round(round_no, agg_state)
                     records.append(record)
                 await self._evaluate_pending()
             finally:
@@ -251,6 +285,46 @@ class PartyWorker:
         final = records[-1].global_sha256 if records else state_sha256(self.task.exchanged_state())
         self._report(len(records), "done", final_sha256=final)
         return PartyResult(self.config.name, self._samples, records, final, self._ledger())
+
+    async def _resume(self) -> tuple[int, dict[str, torch.Tensor] | None]:
+        """Where a restarted party picks up: the first round the ledger has not completed.
+
+        The ledger's history holds every confirmed announcement, so every round the ledger
+        completed is re-derived exactly as the others derived it (download, verify, aggregate in
+        ledger order) and nothing is trained or announced twice. A fresh party starts at round 1.
+        """
+        agg_state: dict[str, torch.Tensor] | None = None
+        round_no = 1
+        while round_no <= self.spec.training.rounds and self.book.is_complete(round_no):
+            reference = self.task.exchanged_state()
+            entries = self.book.round_announcements(round_no)
+            loaded = await asyncio.to_thread(self._load_round, entries, reference, round_no)
+            own = next(u for u in loaded if u.party == self.config.name)
+            aggregated = self.aggregator.aggregate(loaded, current=own.tensors, state=agg_state)
+            self.task.load_exchanged_state(aggregated.tensors)
+            agg_state = aggregated.state
+            self._report(round_no, "resumed", global_sha256=state_sha256(aggregated.tensors))
+            round_no += 1
+        if round_no > 1:
+            log.info("%s resumes at round %d from the ledger", self.config.name, round_no)
+        return round_no, agg_state
+
+    def _load_round(
+        self, entries: list[ConfirmedAnnouncement], reference: Mapping[str, torch.Tensor], round_no: int
+    ) -> list[Update]:
+        """Every update of a completed round (our own from our bucket), verified, in ledger order."""
+        inbox = self.work_dir / f"resume-{round_no}"
+        inbox.mkdir(parents=True, exist_ok=True)
+        updates = []
+        for entry in entries:
+            party = entry.announcement.party
+            store = self.store if party == self.config.name else self.peer_stores.get(party)
+            if store is None:
+                raise errors.ConfigError(f"no read grant from {party}: ask {party} to share its bucket")
+            update, _, _ = load_peer_update(store, entry, inbox / f"{party}.safetensors", reference)
+            updates.append(update)
+        shutil.rmtree(inbox, ignore_errors=True)
+        return updates
 
     async def _evaluate_pending(self) -> float:
         """Evaluate the last aggregated global model, if not done yet; returns the seconds spent.
@@ -302,10 +376,10 @@ class PartyWorker:
                 )
         return rows
 
-    async def _follow(self, client: client_mod.HydraClient) -> None:
+    async def _follow(self) -> None:
         try:
-            async for output in client.subscribe(0):
-                if self.book.observe(output):
+            async for entry in self.ledger.confirmed():
+                if self.book.add(entry):
                     self._book_changed.set()
         finally:
             self._book_changed.set()
@@ -441,23 +515,16 @@ class PartyWorker:
         timings["upload"] = time.perf_counter() - started
         return digest, self.store.uri(bucket, key)
 
-    async def _round(
+    async def _announce(
         self,
-        client: client_mod.HydraClient,
-        params: dict[str, Any],
         round_no: int,
-        agg_state: dict[str, torch.Tensor] | None,
-    ) -> tuple[RoundReport, dict[str, torch.Tensor]]:
+        uri: str,
+        digest: str,
+        samples: int,
+        metrics: dict[str, float],
+    ) -> None:
+        """Submit our announcement for the round and wait until the head confirms it."""
         name = self.config.name
-        timings: dict[str, float] = {}
-        round_dir = self.work_dir / f"round-{round_no}"
-        round_dir.mkdir(parents=True, exist_ok=True)
-
-        started_at = time.time()
-        local_state, samples, metrics = await self._train(round_no, timings)
-        digest, uri = self._upload(round_no, round_dir, local_state, timings)
-
-        started = time.perf_counter()
         announcement = tx_mod.Announcement(
             fed=self.config.fed,
             round=round_no,
@@ -468,24 +535,41 @@ class PartyWorker:
             metrics=metrics,
             spec_hash=self.spec_hash,
         )
-        utxo = await client.get_snapshot_utxo()
-        peers = [m.address for m in sorted(self.config.members, key=lambda m: m.name) if m.name != name]
-        envelope = tx_mod.build_announcement_tx(
-            announcement,
-            keys=self.keys,
-            utxo=utxo,
-            peer_addresses=peers,
-            lovelace_per_peer=self.spec.head.announce_lovelace,
-            protocol_parameters=params,
-            network=self.config.network,
-            label=self.spec.head.metadata_label,
-        )
-        await client.submit_transaction(envelope)
+        tx_id = await self.ledger.submit(announcement)
         await self._wait_until(
             lambda: name in self.book.announced(round_no), f"round {round_no} announcement"
         )
+        self._report(round_no, "announced", txId=tx_id)
+
+    async def _round(
+        self,
+        round_no: int,
+        agg_state: dict[str, torch.Tensor] | None,
+    ) -> tuple[RoundReport, dict[str, torch.Tensor]]:
+        name = self.config.name
+        timings: dict[str, float] = {}
+        round_dir = self.work_dir / f"round-{round_no}"
+        round_dir.mkdir(parents=True, exist_ok=True)
+
+        started_at = time.time()
+        already = self.book.rounds.get(round_no, {}).get(name)
+        if already is not None:  # announced before a restart: take it from our bucket, not again
+            (own_update,) = await asyncio.to_thread(
+                self._load_round, [already], self.task.exchanged_state(), round_no
+            )
+            local_state, samples = dict(own_update.tensors), own_update.samples
+            metrics = dict(already.announcement.metrics)
+            digest, uri = already.announcement.sha256, already.announcement.uri
+            timings.update(train=0.0, serialize=0.0, upload=0.0)
+            self._samples = samples
+        else:
+            local_state, samples, metrics = await self._train(round_no, timings)
+            digest, uri = self._upload(round_no, round_dir, local_state, timings)
+
+        started = time.perf_counter()
+        if already is None:
+            await self._announce(round_no, uri, digest, samples, metrics)
         timings["announce"] = time.perf_counter() - started
-        self._report(round_no, "announced", txId=envelope["txId"])
         if not self.book.is_complete(round_no):
             self._report(round_no, "waiting", announced=self.book.announced(round_no))
 
@@ -514,7 +598,14 @@ class PartyWorker:
         self._unevaluated = (round_no, aggregated.tensors)
         shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
         own = self.book.rounds[round_no][name]
-        self._report(round_no, "aggregated", timings=dict(timings))
+        self._report(
+            round_no,
+            "aggregated",
+            timings=dict(timings),
+            train_metrics=dict(metrics),
+            samples=samples,
+            global_sha256=global_digest,
+        )
         record = RoundReport(
             round=round_no,
             members=[e.announcement.party for e in entries],

@@ -38,9 +38,11 @@ from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra.devnet import Devnet, DevnetThread
 from hydrafed.rounds import spec_hash
 from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
+from hydrafed.worker import baselines
 from hydrafed.worker import processes as processes_mod
 from hydrafed.worker import report as report_mod
-from hydrafed.worker.party import Member, PartyConfig, PartyResult, PartyWorker
+from hydrafed.worker.party import Member, PartyConfig, PartyResult
+from hydrafed.worker.production import NodeAccess, build_worker
 from hydrafed.worker.tasks import build_task
 
 PAPER_PRESET = {"learning_rate": 0.5, "batch_size": 64, "local_epochs": 1, "momentum": 0.0}
@@ -114,7 +116,7 @@ def party_names(parties: int) -> list[str]:
 
 
 def _party_process(
-    config: PartyConfig, party_index: int, parties: int, cache: Path | None, events: Any
+    config: PartyConfig, access: NodeAccess, party_index: int, parties: int, cache: Path | None, events: Any
 ) -> None:
     """Entry point of one party process: build the task, run the rounds, report."""
     import torch
@@ -123,7 +125,7 @@ def _party_process(
     processes_mod.lower_priority()
     try:
         task = build_task(config.spec.training, party_index=party_index, parties=parties, cache=cache)
-        worker = PartyWorker(config, task, progress=events.put)
+        worker = build_worker(config, access, task, progress=events.put)
         result = asyncio.run(worker.run())
         events.put({"party": config.name, "state": "result", "result": asdict(result)})
     except BaseException as exc:  # the parent must hear about every failure, then the process ends
@@ -144,11 +146,7 @@ def _baseline_curve(spec: TrainingSpec, party_index: int, parties: int, cache: P
 
     torch.set_num_threads(1)
     task = build_task(spec, party_index=party_index, parties=parties, cache=cache)
-    curve = []
-    for round_no in range(1, spec.rounds + 1):
-        task.train_round(round_no)
-        curve.append(task.evaluate()["accuracy"])
-    return curve
+    return [metrics["accuracy"] for metrics in baselines.local_only(task, spec.rounds)]
 
 
 async def _open_head(urls: dict[str, str], keys: dict[str, keys_mod.PartyKeys]) -> str:
@@ -350,24 +348,23 @@ def _run_federation(
             for n in names
         )
         configs = [
-            PartyConfig(
-                fed=options.fed,
-                name=n,
-                members=members,
-                spec=spec,
+            PartyConfig(fed=options.fed, name=n, members=members, spec=spec, work_dir=work / "parties" / n)
+            for n in names
+        ]
+        access = {
+            n: NodeAccess(
                 api_url=urls[n],
                 keys_dir=work / "devnet" / "parties" / n,
-                work_dir=work / "parties" / n,
                 storage_credentials=buckets.credentials[n],
             )
             for n in names
-        ]
+        }
         context = processes_mod.party_context()
         events = context.Queue()
         processes = [
             context.Process(
                 target=_party_process,
-                args=(config, index, len(names), options.cache, events),
+                args=(config, access[config.name], index, len(names), options.cache, events),
                 name=f"hydrafed-{config.name}",
             )
             for index, config in enumerate(configs)

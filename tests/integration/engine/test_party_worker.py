@@ -24,7 +24,8 @@ from hydrafed.storage import LocalStore, sha256_file
 from hydrafed.worker.aggregation import Update
 from hydrafed.worker.aggregation.fedavg import fedavg
 from hydrafed.worker.mnist_task import MnistTask
-from hydrafed.worker.party import Member, PartyConfig, PartyWorker, state_sha256
+from hydrafed.worker.party import Member, PartyConfig, state_sha256
+from hydrafed.worker.production import NodeAccess, build_worker
 from tests.integration.engine.conftest import Net
 
 pytestmark = pytest.mark.integration
@@ -52,14 +53,9 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, case: 
             Member(name, str(k.address()), k.participant_id, name, owner.share(name, "fed/rounds/"))
         )
     config = PartyConfig(
-        fed="fed",
-        name="alice",
-        members=tuple(members),
-        spec=spec,
-        api_url=net.urls[0],
-        keys_dir=net.keys_dir("alice"),
-        work_dir=tmp_path / "alice",
+        fed="fed", name="alice", members=tuple(members), spec=spec, work_dir=tmp_path / "alice"
     )
+    access = NodeAccess(api_url=net.urls[0], keys_dir=net.keys_dir("alice"))
     # A learning rate of 1e30 makes alice's SGD overflow: her loss and weights go non-finite.
     alice_training = spec.training.model_copy(
         update={"learning_rate": 1e30 if case == "alice-diverges" else spec.training.learning_rate}
@@ -80,7 +76,7 @@ async def test_round_with_a_test_driven_peer(devnet: Net, tmp_path: Path, case: 
         data[len(data) // 2] ^= 0x40
         stored.write_bytes(bytes(data))
     events: list[dict[str, Any]] = []
-    worker = PartyWorker(config, alice_task, progress=events.append)
+    worker = build_worker(config, access, alice_task, progress=events.append)
 
     # Execute: alice runs; bob announces from his own node
     running = asyncio.create_task(worker.run())

@@ -1,4 +1,4 @@
-"""MnistTask: train/evaluate smoke runs on small subsets, the exchanged state, and FedAvg rounds."""
+"""MnistTask: train/evaluate smoke runs on small subsets, and the exchanged state."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import torch
 
 from hydrafed.errors import AggregationError
 from hydrafed.spec import TrainingSpec
-from hydrafed.worker.baselines import federate_in_process, local_only
 from hydrafed.worker.mnist_task import MnistTask, load_shards
 from hydrafed.worker.task import LocalTask
 
@@ -74,22 +73,6 @@ def test_loading_a_state_that_does_not_fit_names_the_tensor() -> None:
         task.load_exchanged_state(wrong_shape)
     with pytest.raises(AggregationError, match=r"missing \['net.5.bias'\]"):
         task.load_exchanged_state(missing)
-
-
-def test_fedavg_rounds_leave_every_party_with_identical_weights_and_beat_local_only() -> None:
-    spec = TrainingSpec(dataset="digits", rounds=3, seed=1, test_fraction=0.25)
-    tasks = {f"p{i}": MnistTask.from_spec(spec, party_index=i, parties=4) for i in range(4)}
-
-    history, train_seconds = federate_in_process(tasks, spec.rounds)
-
-    states = [t.exchanged_state() for t in tasks.values()]
-    assert all(torch.equal(states[0][k], s[k]) for s in states[1:] for k in states[0])
-    assert len(history) == 3
-    assert train_seconds > 0
-    final = {p: m["accuracy"] for p, m in history[-1].items()}
-    assert len(set(final.values())) == 1
-    solo = local_only(MnistTask.from_spec(spec, party_index=0, parties=4), spec.rounds)[-1]["accuracy"]
-    assert final["p0"] > solo
 
 
 def test_training_is_reproducible() -> None:
