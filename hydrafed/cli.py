@@ -247,6 +247,20 @@ def simulate(
 keys_app = typer.Typer(help="Hydra and Cardano payment key files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.command("operator")(operator_cli.operator_command)
+
+
+@app.command("worker")
+def worker_command(
+    config: Annotated[
+        Path, typer.Option("--config", help="Worker config file (JSON or YAML), as the operator writes it.")
+    ],
+) -> None:
+    """Run one party's rounds from a worker config: the operator's worker Job runs this."""
+    from hydrafed.worker import entrypoint
+
+    entrypoint.run(config)
+
+
 app.add_typer(operator_cli.party_app, name="party")
 
 
