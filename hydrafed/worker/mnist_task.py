@@ -22,9 +22,10 @@ from pathlib import Path
 
 import torch
 
-from hydrafed.errors import AggregationError, ConfigError
+from hydrafed.errors import ConfigError
 from hydrafed.spec import ModelName, TrainingSpec
 from hydrafed.worker.data import Dataset, load_split
+from hydrafed.worker.fit import check_fits
 from hydrafed.worker.models import build_model
 from hydrafed.worker.partition import partition_indices
 from hydrafed.worker.task import Tensors, TrainResult
@@ -116,18 +117,7 @@ class MnistTask:
 
     def load_exchanged_state(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load the aggregated global weights; every key must match in name, shape and dtype."""
-        own = self.model.state_dict()
-        if set(state) != set(own):
-            missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-            raise AggregationError(
-                f"global state does not fit the model: missing {missing}, unexpected {extra}"
-            )
-        for key, value in state.items():
-            if value.shape != own[key].shape or value.dtype != own[key].dtype:
-                raise AggregationError(
-                    f"global tensor {key!r} is {value.dtype} {tuple(value.shape)}, "
-                    f"the model needs {own[key].dtype} {tuple(own[key].shape)}"
-                )
+        check_fits(state, self.model.state_dict(), whose="the global state")
         self.model.load_state_dict(dict(state), strict=True)
 
     def train_round(self, round_no: int) -> TrainResult:

@@ -39,6 +39,7 @@ from hydrafed.rounds import ConfirmedAnnouncement
 from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
+from hydrafed.worker.fit import check_fits
 from hydrafed.worker.ledger import Ledger
 from hydrafed.worker.task import LocalTask
 
@@ -136,8 +137,8 @@ def load_peer_update(
 
     Returns the update and the seconds spent downloading and verifying. Raises IntegrityError on
     a hash mismatch or an object larger than the model (nothing is loaded) and AggregationError
-    when keys, shapes or dtypes differ from ``reference`` (the local state). ``dest`` is used only
-    for updates over IN_MEMORY_BYTES.
+    when the tensors do not pass ``fit.check_fits`` against ``reference`` (the local state).
+    ``dest`` is used only for updates over IN_MEMORY_BYTES.
     """
     ann = entry.announcement
     _, bucket, key = split_uri(ann.uri)
@@ -156,19 +157,7 @@ def load_peer_update(
         raise errors.AggregationError(
             f"{ann.party}'s round {ann.round} update is not valid safetensors: {exc}"
         ) from exc
-    if set(tensors) != set(reference):
-        missing, extra = sorted(set(reference) - set(tensors)), sorted(set(tensors) - set(reference))
-        raise errors.AggregationError(
-            f"{ann.party}'s round {ann.round} update does not fit the model: "
-            f"missing {missing}, unexpected {extra}"
-        )
-    for name, value in tensors.items():
-        ref = reference[name]
-        if value.shape != ref.shape or value.dtype != ref.dtype:
-            raise errors.AggregationError(
-                f"{ann.party}'s tensor {name!r} is {value.dtype} {tuple(value.shape)}, "
-                f"expected {ref.dtype} {tuple(ref.shape)}"
-            )
+    check_fits(tensors, reference, whose=f"{ann.party}'s round {ann.round} update")
     verified = time.perf_counter()
     return Update(ann.party, ann.samples, tensors), downloaded - started, verified - downloaded
 

@@ -27,6 +27,7 @@ import torch
 
 from hydrafed.errors import AggregationError, ConfigError
 from hydrafed.spec import AggregationName
+from hydrafed.worker.fit import check_fits
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Aggregator(Protocol):
 def check_compatible(updates: Sequence[Update]) -> list[Update]:
     """The updates sorted by party id, after checking they can be combined key by key.
 
-    Raises AggregationError naming the party and the tensor when keys, shapes or dtypes differ,
+    Raises AggregationError naming the party and the tensor when keys, shapes or dtypes differ
+    or a weighted update holds NaN or infinity (``fit.check_fits``),
     a party appears twice, a sample count is negative, or no update has any samples. A party
     with 0 samples takes part with no weight (its local training diverged this round).
     """
@@ -87,27 +89,15 @@ def check_compatible(updates: Sequence[Update]) -> list[Update]:
             "lower the learning rate"
         )
     reference = ordered[0]
-    ref_keys = set(reference.tensors)
-    for update in ordered[1:]:
-        keys = set(update.tensors)
-        if keys != ref_keys:
-            missing, extra = sorted(ref_keys - keys), sorted(keys - ref_keys)
-            raise AggregationError(
-                f"party {update.party!r} has different tensors than {reference.party!r}: "
-                f"missing {missing}, unexpected {extra}"
-            )
-        for key in sorted(keys):
-            mine, theirs = update.tensors[key], reference.tensors[key]
-            if mine.shape != theirs.shape:
-                raise AggregationError(
-                    f"party {update.party!r} tensor {key!r} has shape {tuple(mine.shape)}, "
-                    f"{reference.party!r} has {tuple(theirs.shape)}"
-                )
-            if mine.dtype != theirs.dtype:
-                raise AggregationError(
-                    f"party {update.party!r} tensor {key!r} has dtype {mine.dtype}, "
-                    f"{reference.party!r} has {theirs.dtype}"
-                )
+    for update in ordered:
+        # A 0-sample update has no weight: its tensors may be non-finite (its training diverged).
+        check_fits(
+            update.tensors,
+            reference.tensors,
+            whose=f"party {update.party!r}",
+            against=repr(reference.party),
+            finite=update.samples > 0,
+        )
     return ordered
 
 

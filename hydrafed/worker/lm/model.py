@@ -24,6 +24,7 @@ import torch
 
 from hydrafed.errors import AggregationError, ConfigError
 from hydrafed.spec import LoraSpec
+from hydrafed.worker.fit import check_fits
 
 
 def compute_dtype(device: torch.device) -> torch.dtype:
@@ -107,19 +108,10 @@ def adapter_state(model: Any) -> dict[str, torch.Tensor]:
 
 
 def load_adapter_state(model: Any, state: Mapping[str, torch.Tensor]) -> None:
-    """Replace the adapters with ``state``; keys, shapes and dtypes must match the model's."""
+    """Replace the adapters with ``state`` once it passes ``fit.check_fits`` against the model's."""
     import peft
 
-    own = adapter_state(model)
-    if set(state) != set(own):
-        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-        raise AggregationError(f"adapter state does not fit the model: missing {missing}, unexpected {extra}")
-    for key, value in state.items():
-        if value.shape != own[key].shape or value.dtype != own[key].dtype:
-            raise AggregationError(
-                f"adapter tensor {key!r} is {value.dtype} {tuple(value.shape)}, "
-                f"the model needs {own[key].dtype} {tuple(own[key].shape)}"
-            )
+    check_fits(state, adapter_state(model), whose="the adapter state")
     result = peft.set_peft_model_state_dict(model, dict(state))
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:

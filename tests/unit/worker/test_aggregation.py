@@ -98,9 +98,10 @@ def test_unknown_aggregator_lists_the_choices() -> None:
         ({"w": torch.zeros(2), "v": torch.zeros(1), "x": torch.zeros(1)}, r"party 'b'.*unexpected \['x'\]"),
         (
             {"w": torch.zeros(3), "v": torch.zeros(1)},
-            r"party 'b' tensor 'w' has shape \(3,\), 'a' has \(2,\)",
+            r"party 'b' tensor 'w' is torch.float32 \(3,\), 'a' has torch.float32 \(2,\)",
         ),
-        ({"w": torch.zeros(2, dtype=torch.float16), "v": torch.zeros(1)}, r"party 'b' tensor 'w' has dtype"),
+        ({"w": torch.zeros(2, dtype=torch.float16), "v": torch.zeros(1)}, r"'b' tensor 'w' is .*float16"),
+        ({"w": torch.tensor([0.0, float("nan")]), "v": torch.zeros(1)}, r"party 'b' tensor 'w' holds NaN"),
     ],
 )
 def test_incompatible_updates_name_the_party_and_the_tensor(
