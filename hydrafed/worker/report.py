@@ -46,6 +46,7 @@ def build_report(
                     "gain": (federated[-1] - local[-1]) if federated and local else None,
                 },
                 "finalWeightsSha256": result.final_sha256,
+                "globalWeightsSha256": [r.global_sha256 for r in result.rounds],
             }
         )
     per_round = []
@@ -58,6 +59,7 @@ def build_report(
                         **{phase: result.rounds[index].timings.get(phase, 0.0) for phase in PHASES},
                         "startedAt": result.rounds[index].started_at,
                         "finishedAt": result.rounds[index].finished_at,
+                        "globalSha256": result.rounds[index].global_sha256,
                     }
                     for name, result in results.items()
                     if index < len(result.rounds)
@@ -77,6 +79,11 @@ def build_report(
         "parties": parties,
         "centralizedAccuracy": list(centralized),
         "identicalFinalWeights": len({r.final_sha256 for r in results.values()}) == 1,
+        "identicalWeightsEveryRound": all(
+            len({p["globalSha256"] for p in row["parties"].values()}) == 1
+            and len(row["parties"]) == len(results)
+            for row in per_round
+        ),
         "timings": {
             **dict(timings),
             "trainSecondsAllParties": train_seconds,

@@ -44,6 +44,14 @@ def test_parties_end_with_identical_weights_every_round(run: tuple[Path, dict[st
     _, report = run
     assert report["identicalFinalWeights"] is True
     assert len({p["finalWeightsSha256"] for p in report["parties"]}) == 1
+    # Every round: every party's global state has the same sha256, and it changes round to round.
+    per_party = [p["globalWeightsSha256"] for p in report["parties"]]
+    assert all(len(digests) == 2 for digests in per_party)
+    assert all(digests == per_party[0] for digests in per_party)
+    assert len(set(per_party[0])) == 2 and per_party[0][-1] == report["parties"][0]["finalWeightsSha256"]
+    for row in report["timings"]["perRound"]:
+        assert len({p["globalSha256"] for p in row["parties"].values()}) == 1
+    assert report["identicalWeightsEveryRound"] is True
     for party in report["parties"]:
         assert party["samples"] == 400
         assert len(party["federatedAccuracy"]) == 2 and len(party["localOnlyAccuracy"]) == 2
