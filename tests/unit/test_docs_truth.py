@@ -8,7 +8,8 @@ the line and the missing thing.
 What counts as a repository path (anything else in backticks is prose, an API route, a URL...):
 
 - a span whose first component is a top-level entry git tracks (``hydrafed/spec.py``,
-  ``tests/cluster/``, ``docs/x.md``, ``Makefile``) must exist from the repository root;
+  ``tests/cluster/``, ``docs/x.md``, ``Makefile``) must exist from the repository root, or be a
+  path git ignores (a build output such as ``tests/cluster/bin/``);
 - a relative ``x/y.py``-style span (``devnet/server.py`` in docs/hydra.md's module table) must be
   the tail of some file in the repository; a bare ``name.py`` or ``name.md`` the name of one;
 - in plain prose, a ``root/.../name.ext`` or ``root/.../`` word (README's list of docs/x.md) must
@@ -94,12 +95,24 @@ def _lines(text: str) -> Iterator[tuple[int, str, bool]]:
         yield number, line, fenced
 
 
+def _ignored(target: str) -> bool:
+    """Whether git ignores the path: a build output (``tests/cluster/bin/``) a fresh clone lacks."""
+    try:
+        # With and without the slash: a "dir/" pattern matches only the former when dir is absent.
+        done = subprocess.run(
+            ["git", "check-ignore", target, target + "/"], cwd=REPO, capture_output=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
 def _exists(path: str, base: str = "") -> bool:
     target = (Path(base) / path).as_posix().rstrip("/") if base else path.rstrip("/")
     target = os.path.normpath(target)
     if "*" in target:
         return any(REPO.glob(target))
-    return target in _files() or (REPO / target).exists()
+    return target in _files() or (REPO / target).exists() or _ignored(target)
 
 
 def _path_problem(token: str, page_dir: str) -> str | None:
