@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from hydrafed import errors, spec
 from hydrafed.worker.party import Member, PartyConfig, PartyResult
+from hydrafed.worker.phases import State
 from hydrafed.worker.production import NodeAccess, build_worker
 
 log = logging.getLogger("hydrafed.worker")
@@ -108,7 +109,7 @@ def run(config_path: Path) -> PartyResult:
 
     def progress(event: dict[str, Any]) -> None:
         metrics.observe(event)
-        if event.get("state") in ("aggregated", "resumed", "announced", "diverged"):
+        if event.get("state") in (State.AGGREGATED, State.RESUMED, State.ANNOUNCED, State.DIVERGED):
             shown = {k: v for k, v in event.items() if k not in ("timings", "party")}
             log.info("%s %s", config.party, json.dumps(shown, sort_keys=True, default=str))
 

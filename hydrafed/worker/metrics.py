@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+
+from hydrafed.worker.phases import State
+
+log = logging.getLogger(__name__)
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -29,7 +34,7 @@ PHASE_SECONDS = Histogram(
 
 def observe(event: Mapping[str, Any]) -> None:
     """Update the metrics from one progress event of ``PartyWorker``."""
-    if event.get("state") != "aggregated":
+    if event.get("state") != State.AGGREGATED:
         return
     ROUND.set(float(event.get("round", 0)))
     timings = event.get("timings") or {}
@@ -43,5 +48,11 @@ def observe(event: Mapping[str, Any]) -> None:
         SAMPLES_PER_SECOND.set(float(event.get("samples", 0)) / train)
 
 
-def serve(port: int) -> None:
-    start_http_server(port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104 - a pod's metrics port
+def serve(port: int) -> bool:
+    """Serve /metrics; a port already taken leaves metrics off rather than failing the rounds."""
+    try:
+        start_http_server(port, addr="0.0.0.0", registry=REGISTRY)  # noqa: S104 - a pod's metrics port
+    except OSError as exc:
+        log.warning("metrics port %d: %s; the worker runs without metrics", port, exc)
+        return False
+    return True

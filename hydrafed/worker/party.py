@@ -38,18 +38,19 @@ from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import ConfirmedAnnouncement
 from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
+from hydrafed.worker import phases
 from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
 from hydrafed.worker.fit import check_fits
 from hydrafed.worker.ledger import Ledger
+from hydrafed.worker.phases import State
 from hydrafed.worker.task import LocalTask
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[dict[str, Any]], None]
 
-#: The steps of one round, in order; report.json records seconds for each. A round's global model
-#: is evaluated while the party waits for the next round's announcements (after the last round: at once).
-PHASES = ("train", "serialize", "upload", "announce", "wait", "download", "verify", "aggregate", "evaluate")
+PHASES = phases.TIMED
+"""The timed steps of a round (``phases.TIMED``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,7 +252,7 @@ class PartyWorker:
         self._unevaluated: tuple[int, dict[str, torch.Tensor]] | None = None
         self._evaluations: dict[int, tuple[dict[str, float], float]] = {}
 
-    def _report(self, round_no: int, state: str, **extra: Any) -> None:
+    def _report(self, round_no: int, state: State, **extra: Any) -> None:
         self.progress({"party": self.config.name, "round": round_no, "state": state, **extra})
 
     async def run(self) -> PartyResult:
@@ -272,7 +273,7 @@ class PartyWorker:
                 follower.cancel()
         records = [self._with_evaluation(record) for record in records]
         final = records[-1].global_sha256 if records else state_sha256(self.task.exchanged_state())
-        self._report(len(records), "done", final_sha256=final)
+        self._report(len(records), State.DONE, final_sha256=final)
         return PartyResult(self.config.name, self._samples, records, final, self._ledger())
 
     async def _resume(self) -> tuple[int, dict[str, torch.Tensor] | None]:
@@ -292,7 +293,7 @@ class PartyWorker:
             aggregated = self.aggregator.aggregate(loaded, current=own.tensors, state=agg_state)
             self.task.load_exchanged_state(aggregated.tensors)
             agg_state = aggregated.state
-            self._report(round_no, "resumed", global_sha256=state_sha256(aggregated.tensors))
+            self._report(round_no, State.RESUMED, global_sha256=state_sha256(aggregated.tensors))
             round_no += 1
         if round_no > 1:
             log.info("%s resumes at round %d from the ledger", self.config.name, round_no)
@@ -329,7 +330,7 @@ class PartyWorker:
         evaluation = await asyncio.to_thread(self._evaluate_state, global_state)
         seconds = time.perf_counter() - started
         self._evaluations[round_no] = (evaluation, seconds)
-        self._report(round_no, "evaluated", metrics=dict(evaluation))
+        self._report(round_no, State.EVALUATED, metrics=dict(evaluation))
         return seconds
 
     def _evaluate_state(self, state: Mapping[str, torch.Tensor]) -> dict[str, float]:
@@ -466,7 +467,7 @@ class PartyWorker:
         One party's diverged SGD must not end the federation or poison the average: on a
         non-finite loss or weights the party keeps the weights it started from, with 0 samples.
         """
-        self._report(round_no, "training")
+        self._report(round_no, State.TRAINING)
         started = time.perf_counter()
         start_state = self.task.exchanged_state()
         result = await asyncio.to_thread(self.task.train_round, round_no)
@@ -483,7 +484,7 @@ class PartyWorker:
             round_no,
         )
         self.task.load_exchanged_state(start_state)
-        self._report(round_no, "diverged")
+        self._report(round_no, State.DIVERGED)
         return start_state, 0, {"diverged": 1.0}
 
     def _upload(
@@ -491,7 +492,7 @@ class PartyWorker:
     ) -> tuple[str, str]:
         """Write the update as safetensors into our bucket; returns its sha256 and URI."""
         name = self.config.name
-        self._report(round_no, "uploading")
+        self._report(round_no, State.UPLOADING)
         started = time.perf_counter()
         path = round_dir / f"{name}.safetensors"
         safetensors.torch.save_file(dict(state), str(path))
@@ -528,7 +529,7 @@ class PartyWorker:
         await self._wait_until(
             lambda: name in self.book.announced(round_no), f"round {round_no} announcement"
         )
-        self._report(round_no, "announced", txId=tx_id)
+        self._report(round_no, State.ANNOUNCED, txId=tx_id)
 
     async def _round(
         self,
@@ -560,10 +561,10 @@ class PartyWorker:
             await self._announce(round_no, uri, digest, samples, metrics)
         timings["announce"] = time.perf_counter() - started
         if not self.book.is_complete(round_no):
-            self._report(round_no, "waiting", announced=self.book.announced(round_no))
+            self._report(round_no, State.WAITING, announced=self.book.announced(round_no))
 
         peer_updates = await self._gather_updates(round_no, local_state, round_dir / "peers", timings)
-        self._report(round_no, "aggregating")
+        self._report(round_no, State.AGGREGATING)
         entries = self.book.round_announcements(round_no)
         for entry in entries:
             if entry.announcement.party == name and entry.announcement.sha256 != digest:
@@ -589,7 +590,7 @@ class PartyWorker:
         own = self.book.rounds[round_no][name]
         self._report(
             round_no,
-            "aggregated",
+            State.AGGREGATED,
             timings=dict(timings),
             train_metrics=dict(metrics),
             samples=samples,
