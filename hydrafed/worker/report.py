@@ -49,7 +49,7 @@ def build_report(
                 "globalWeightsSha256": [r.global_sha256 for r in result.rounds],
             }
         )
-    per_round = []
+    per_round: list[dict[str, Any]] = []
     for index in range(spec.training.rounds):
         per_round.append(
             {

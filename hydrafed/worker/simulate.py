@@ -42,6 +42,7 @@ from hydrafed.worker import baselines
 from hydrafed.worker import processes as processes_mod
 from hydrafed.worker import report as report_mod
 from hydrafed.worker.party import Member, PartyConfig, PartyResult
+from hydrafed.worker.phases import State
 from hydrafed.worker.production import NodeAccess, build_worker
 from hydrafed.worker.tasks import build_task
 
@@ -127,12 +128,12 @@ def _party_process(
         task = build_task(config.spec.training, party_index=party_index, parties=parties, cache=cache)
         worker = build_worker(config, access, task, progress=events.put)
         result = asyncio.run(worker.run())
-        events.put({"party": config.name, "state": "result", "result": asdict(result)})
+        events.put({"party": config.name, "state": State.RESULT, "result": asdict(result)})
     except BaseException as exc:  # the parent must hear about every failure, then the process ends
         events.put(
             {
                 "party": config.name,
-                "state": "failed",
+                "state": State.FAILED,
                 "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(),
             }
@@ -194,9 +195,9 @@ class _LiveView:
             return
         state = str(event.get("state"))
         fields: dict[str, Any] = {"state": state}
-        if state == "aggregated":
+        if state == State.AGGREGATED:
             fields["completed"] = int(event["round"])
-        elif state == "evaluated":
+        elif state == State.EVALUATED:
             fields["acc"] = f"acc {100 * float(event['metrics']['accuracy']):.2f}%"
             del fields["state"]  # the party is already in its next round
         self.progress.update(task, **fields)
@@ -224,9 +225,9 @@ def _collect(
                     ) from None
             else:
                 continue
-        if event.get("state") == "failed":
+        if event.get("state") == State.FAILED:
             raise errors.HydrafedError(f"party {event['party']} failed: {event['error']}")
-        if event.get("state") == "result":
+        if event.get("state") == State.RESULT:
             results[str(event["party"])] = event["result"]
         view.update(event)
     return {name: _party_result(results[name]) for name in names}
