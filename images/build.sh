@@ -21,13 +21,22 @@ if [ $local = 1 ]; then
   base=localhost/hydrafed-base:bookworm
   if ! buildah inspect --type image "$base" >/dev/null 2>&1; then
     rootfs=$(mktemp -d)/rootfs.tar
-    mmdebstrap --variant=apt --include=ca-certificates bookworm "$rootfs" http://deb.debian.org/debian
+    # the same suites as the public debian:12 image: bookworm, bookworm-updates, bookworm-security
+    mmdebstrap --variant=apt bookworm "$rootfs" \
+      "deb http://deb.debian.org/debian bookworm main" \
+      "deb http://deb.debian.org/debian bookworm-updates main" \
+      "deb http://deb.debian.org/debian-security bookworm-security main"
     buildah from --name hydrafed-base-import scratch >/dev/null
     buildah add hydrafed-base-import "$rootfs" /
     buildah commit --rm hydrafed-base-import "$base"
     rm -rf "$(dirname "$rootfs")"
   fi
   args+=(--build-arg "BASE=$base")
+  # a sandbox that inspects TLS has its own CA: lend it to pip for the build, not to the image
+  ca=${PIP_CERT:-${SSL_CERT_FILE:-}}
+  if [ -n "$ca" ] && [ -f "$ca" ]; then
+    args+=(--volume "$ca:/etc/ssl/build-ca.crt:ro" --build-arg PIP_CERT=/etc/ssl/build-ca.crt)
+  fi
 fi
 for target in "${targets[@]}"; do
   extra=()
