@@ -39,6 +39,10 @@ def _healthy(port: int) -> bool:
     return False
 
 
+def _message(kube: KubeClient, namespace: str) -> str:
+    return str((kube.get(f"{FEDS.format(ns=namespace)}/digits").get("status") or {}).get("message") or "")
+
+
 def test_operator_with_the_chart_token_and_args_reconciles_and_releases_a_federation(
     k8s_cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
@@ -99,7 +103,7 @@ def test_operator_with_the_chart_token_and_args_reconciles_and_releases_a_federa
         kube.create(PARTIES.format(ns=namespace), bob)
         phase = kube.wait_for(
             "the operator's verdict on the parties in the Federation status",
-            lambda: (kube.get(f"{FEDS.format(ns=namespace)}/digits").get("status") or {}).get("message"),
+            lambda: "Party bob" in (msg := _message(kube, namespace)) and msg,
             timeout=60,
         )
         kube.delete(f"{FEDS.format(ns=namespace)}/digits")
