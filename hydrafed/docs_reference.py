@@ -29,12 +29,30 @@ command: edit those, not this file (a unit test keeps them in sync).
 
 """
 
-METRICS = """## Metrics
+METRICS_INTRO = """## Metrics
 
-The operator's Prometheus metrics (hydrafed/operator/metrics.py) on `--metrics-port`, path
-`/metrics`: see docs/operator.md. (Section left for the operator's author to fill in from the
-metrics module.)
+The operator's on `--metrics-port` (hydrafed/operator/metrics.py), the worker's on the worker
+config's `metricsPort` (hydrafed/worker/metrics.py), both at `/metrics`; docs/operator.md says
+what each measures.
+
+| metric | type | labels | what |
+| --- | --- | --- | --- |
 """
+
+
+def _metrics() -> str:
+    """One row per metric, read from the two registries (counters gain `_total` when exposed)."""
+    from hydrafed.operator import metrics as operator_metrics
+    from hydrafed.worker import metrics as worker_metrics
+
+    rows = []
+    for registry in (operator_metrics.REGISTRY, worker_metrics.REGISTRY):
+        labels = {m._name: m._labelnames for m in registry._collector_to_names}  # type: ignore[attr-defined]
+        for family in registry.collect():
+            suffix = "_total" if family.type == "counter" else ""
+            names = ", ".join(labels.get(family.name, ())) or "-"
+            rows.append(f"| `{family.name}{suffix}` | {family.type} | {names} | {family.documentation} |")
+    return METRICS_INTRO + "\n".join(rows) + "\n"
 
 
 def _model_of(annotation: object) -> type[BaseModel] | None:
@@ -115,7 +133,7 @@ def render() -> str:
         "## Commands\n\n",
         "\n".join(_commands(root, "hydrafed")),
         "\n",
-        METRICS,
+        _metrics(),
     ]
     return "".join(parts)
 
