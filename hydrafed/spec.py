@@ -1,8 +1,9 @@
 """The Federation and Party models: the single source of truth for every configuration.
 
-The CRD schemas (``hydrafed crds``, see :mod:`hydrafed.crds`), the CLI (``hydrafed simulate``)
-and the worker config are all derived from these pydantic models. Field names are camelCase on
-the wire (Kubernetes convention) and snake_case in Python.
+The CRD schemas (``hydrafed crds``, see :mod:`hydrafed.crds`), the operator's status and the
+worker config (``WorkerConfig``) are derived from these pydantic models; ``hydrafed simulate``
+writes its flags by hand and validates what they give through the same models. Field names are
+camelCase on the wire (Kubernetes convention) and snake_case in Python.
 
 Every cross-field rule exists twice, side by side: as a pydantic ``model_validator`` (for the
 CLI and the worker) and as a CEL rule in ``json_schema_extra`` (for the API server). Both say
@@ -197,9 +198,9 @@ class RoundPolicySpec(SpecModel):
     """When a round counts as complete."""
 
     quorum: int | None = Field(default=None, ge=1, le=29)
-    """Minimum announcements to close a round after the timeout; unset means all parties."""
+    """Reserved for quorum rounds, not read yet: every round waits for every party."""
     timeout_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
-    """How long to wait for the remaining parties once the quorum is reached."""
+    """How long a party waits for a round's announcements before it fails with a HeadError."""
 
 
 _ANNOUNCE_RULE = (
