@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,45 @@ class Ignored:
     """The cause in words."""
 
 
+class RoundQueries:
+    """What every reader asks of counted announcements (``rounds``) among ``members``."""
+
+    members: Collection[str]
+    rounds: dict[int, dict[str, ConfirmedAnnouncement]]
+
+    def announced(self, round_no: int) -> list[str]:
+        """Members with a counted announcement for the round, sorted."""
+        return sorted(self.rounds.get(round_no, {}))
+
+    def is_complete(self, round_no: int) -> bool:
+        """Every member has announced the round."""
+        return len(self.rounds.get(round_no, {})) == len(self.members)
+
+    def round_announcements(self, round_no: int) -> list[ConfirmedAnnouncement]:
+        """The round's counted announcements, sorted by party: the aggregation order."""
+        entries = self.rounds.get(round_no, {})
+        return [entries[name] for name in sorted(entries)]
+
+
+class Rounds(RoundQueries):
+    """Counted announcements per round, as a ledger that already validated them hands them over."""
+
+    def __init__(self, members: Collection[str]) -> None:
+        self.members = frozenset(members)
+        self.rounds = {}
+
+    def add(self, entry: ConfirmedAnnouncement) -> bool:
+        """Take in one confirmed announcement; False if the party's round was already counted."""
+        ann = entry.announcement
+        entries = self.rounds.setdefault(ann.round, {})
+        if ann.party in entries or ann.party not in self.members:
+            return False
+        entries[ann.party] = entry
+        return True
+
+
 @dataclass
-class RoundBook:
+class RoundBook(RoundQueries):
     """Which members have announced which round, as confirmed by the head.
 
     Parameters
@@ -119,16 +156,3 @@ class RoundBook:
         if announcement.party in self.rounds.get(announcement.round, {}):
             return "Duplicate", f"{announcement.party} already announced round {announcement.round}"
         return None
-
-    def announced(self, round_no: int) -> list[str]:
-        """Members with a counted announcement for the round, sorted."""
-        return sorted(self.rounds.get(round_no, {}))
-
-    def is_complete(self, round_no: int) -> bool:
-        """Every member has announced the round."""
-        return len(self.rounds.get(round_no, {})) == len(self.members)
-
-    def round_announcements(self, round_no: int) -> list[ConfirmedAnnouncement]:
-        """The round's counted announcements, sorted by party: the aggregation order."""
-        entries = self.rounds.get(round_no, {})
-        return [entries[name] for name in sorted(entries)]

@@ -25,7 +25,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ import torch
 from hydrafed import errors
 from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import tx as tx_mod
-from hydrafed.rounds import ConfirmedAnnouncement
+from hydrafed.rounds import ConfirmedAnnouncement, Rounds
 from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker import phases
@@ -168,36 +168,6 @@ def _finite(metrics: Mapping[str, float], state: Mapping[str, torch.Tensor]) -> 
     return all(math.isfinite(v) for v in metrics.values()) and all(
         bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()
     )
-
-
-class Rounds:
-    """The worker's view of the ledger: counted announcements per round, as the ledger gave them."""
-
-    def __init__(self, members: Sequence[str]) -> None:
-        self.members = frozenset(members)
-        self.rounds: dict[int, dict[str, ConfirmedAnnouncement]] = {}
-
-    def add(self, entry: ConfirmedAnnouncement) -> bool:
-        """Take in one confirmed announcement; False if the party's round was already counted."""
-        ann = entry.announcement
-        entries = self.rounds.setdefault(ann.round, {})
-        if ann.party in entries or ann.party not in self.members:
-            return False
-        entries[ann.party] = entry
-        return True
-
-    def announced(self, round_no: int) -> list[str]:
-        """Members with a counted announcement for the round, sorted."""
-        return sorted(self.rounds.get(round_no, {}))
-
-    def is_complete(self, round_no: int) -> bool:
-        """Every member has announced the round."""
-        return len(self.rounds.get(round_no, {})) == len(self.members)
-
-    def round_announcements(self, round_no: int) -> list[ConfirmedAnnouncement]:
-        """The round's counted announcements, sorted by party: the aggregation order."""
-        entries = self.rounds.get(round_no, {})
-        return [entries[name] for name in sorted(entries)]
 
 
 class PartyWorker:
