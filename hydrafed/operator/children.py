@@ -14,7 +14,7 @@ from typing import Any
 
 from hydrafed import spec
 from hydrafed.operator import names
-from hydrafed.operator.membership import Member, PartyObject
+from hydrafed.operator.membership import Member, PartyObject, network_of
 from hydrafed.operator.secrets import GRANT_KEY
 
 Obj = dict[str, Any]
@@ -71,10 +71,9 @@ class LocalParty:
 
     @property
     def api_url(self) -> str:
-        """The node API the operator and the worker use: the party's own, or the in-cluster Service."""
-        if self.party.spec.node_api_url:
-            return self.party.spec.node_api_url
-        return f"http://{self.node_name}-api.{self.namespace}.svc:{names.HYDRA_API_PORT}"
+        return names.node_api_url(
+            self.federation, self.party.name, self.namespace, self.party.spec.node_api_url
+        )
 
 
 def owner_reference(federation: str, uid: str) -> Obj:
@@ -320,7 +319,7 @@ def worker_config(ctx: LocalParty) -> spec.WorkerConfig:
         keys_dir=KEYS_DIR,
         work_dir=WORK_DIR,
         storage_credentials_dir=STORAGE_DIR if ctx.party.spec.storage_secret_ref else None,
-        network="mainnet" if ctx.spec.head.network == "mainnet" else "testnet",
+        network=network_of(ctx.spec.head),
         data_path=ctx.party.spec.data_path,
         party_index=[m.name for m in members].index(ctx.party.name),
         metrics_port=WORKER_METRICS_PORT,

@@ -78,6 +78,8 @@ class Draft:
     conditions: list[spec.Condition]
     generation: int | None
     fields: dict[str, Any] = field(default_factory=dict)
+    events: list[tuple[str, str, str]] = field(default_factory=list)
+    """(type, reason, message) to post once the step is done, off the event loop."""
 
     def condition(self, type_: str, status: bool | None, reason: str, message: str = "") -> None:
         self.conditions = conditions.put(self.conditions, type_, status, reason, message, self.generation)
@@ -335,7 +337,7 @@ class FederationRunner:
         funded = await self._funding(client, ctx, keys, draft)
         if not funded:
             return draft
-        self._ensure_worker(ctx)
+        await asyncio.to_thread(self._ensure_worker, ctx, draft)
         self._rounds(ctx, follower, draft)
         return draft
 
@@ -351,9 +353,7 @@ class FederationRunner:
             if time.monotonic() - self._init_sent_at > INIT_RETRY_SECONDS:
                 await client.send(messages.Init())
                 self._init_sent_at = time.monotonic()
-                events.post(
-                    self.kube, self._ref(), "Normal", "InitSent", "sent Init: this party opens the head"
-                )
+                draft.events.append(("Normal", "InitSent", "sent Init: this party opens the head"))
             draft.message = "sent Init (this party is the first in sorted order); waiting for HeadIsOpen"
         else:
             draft.message = f"waiting for {first} (the first party in sorted order) to send Init"
@@ -390,7 +390,7 @@ class FederationRunner:
                     f"({ctx.spec.head.deposit_lovelace} lovelace)"
                 )
                 draft.condition("Degraded", True, "DepositFailed", message)
-                events.post(self.kube, self._ref(), "Warning", "DepositFailed", message)
+                draft.events.append(("Warning", "DepositFailed", message))
         if task is None:
             self._deposit = asyncio.create_task(
                 funding.commit_funds(
@@ -402,7 +402,7 @@ class FederationRunner:
                 )
             )
 
-    def _ensure_worker(self, ctx: children.LocalParty) -> None:
+    def _ensure_worker(self, ctx: children.LocalParty, draft: Draft) -> None:
         """The worker Job, created once; recreated only when its config changed before it finished."""
         config_map = children.worker_config_map(ctx)
         digest = children.config_hash(config_map)
@@ -424,7 +424,7 @@ class FederationRunner:
             if exc.status != 409:
                 raise
         else:
-            events.post(self.kube, self._ref(), "Normal", "WorkerCreated", f"created worker Job {name}")
+            draft.events.append(("Normal", "WorkerCreated", f"created worker Job {name}"))
 
     def _rounds(self, ctx: children.LocalParty, follower: Follower, draft: Draft) -> None:
         book = follower.book
@@ -442,12 +442,12 @@ class FederationRunner:
                     metrics.ROUND_DURATION.labels(**labels).observe(now - self._round_clock)
                 self._round_clock = now
                 if round_no == max(complete):
-                    events.post(
-                        self.kube,
-                        self._ref(),
-                        "Normal",
-                        "RoundCompleted",
-                        f"round {round_no} of {total}: {', '.join(book.announced(round_no))} confirmed",
+                    draft.events.append(
+                        (
+                            "Normal",
+                            "RoundCompleted",
+                            f"round {round_no} of {total}: {', '.join(book.announced(round_no))} confirmed",
+                        )
                     )
         if self._round_clock is None:
             self._round_clock = time.monotonic()
@@ -526,13 +526,13 @@ class FederationRunner:
         for ignored in book.ignored[self._ignored_seen :]:
             metrics.IGNORED_ANNOUNCEMENTS.labels(**labels, reason=ignored.code).inc()
             if ignored.code == "SpecMismatch":
-                events.post(
-                    self.kube,
-                    self._ref(),
-                    "Warning",
-                    "SpecMismatch",
-                    f"party {ignored.party} round {ignored.round}: {ignored.reason}; "
-                    "its update is not aggregated",
+                draft.events.append(
+                    (
+                        "Warning",
+                        "SpecMismatch",
+                        f"party {ignored.party} round {ignored.round}: {ignored.reason}; "
+                        "its update is not aggregated",
+                    )
                 )
         self._ignored_seen = len(book.ignored)
         mismatched = sorted({i.party for i in book.ignored if i.code == "SpecMismatch"})
@@ -580,19 +580,14 @@ class FederationRunner:
         wire = spec.to_wire(spec.FederationStatus.model_validate(status))
         previous = body.get("status") or {}
         reported = (draft.phase.value, draft.message)
-        if reported != self._reported:
-            kind = (
-                "Warning"
-                if any(
-                    c.type in ("PartiesReady",) and c.status == spec.ConditionStatus.FALSE
-                    for c in draft.conditions
-                )
-                or draft.phase == Phase.FAILED
-                else "Normal"
-            )
-            if previous.get("phase") != draft.phase.value or previous.get("message") != draft.message:
-                events.post(self.kube, self._ref(), kind, draft.phase.value, draft.message)
-            self._reported = reported
+        # Once per state, and not again for the state a restarted operator finds in status.
+        if reported not in (self._reported, (previous.get("phase"), previous.get("message"))):
+            parties_ready = conditions.status_of(draft.conditions, "PartiesReady")
+            warn = draft.phase == Phase.FAILED or parties_ready == spec.ConditionStatus.FALSE
+            draft.events.append(("Warning" if warn else "Normal", draft.phase.value, draft.message))
+        self._reported = reported
+        if draft.events:
+            await asyncio.to_thread(self._post, draft.events)
         metrics.set_state(metrics.PHASE, metrics.PHASES, draft.phase.value, self.namespace, self.name)
         metrics.set_state(
             metrics.HEAD_STATE, metrics.HEAD_STATES, draft.fields.get("headState"), self.namespace, self.name
@@ -601,6 +596,10 @@ class FederationRunner:
             return
         await asyncio.to_thread(self.kube.patch_status, "Federation", self.namespace, self.name, wire)
         self._last_wire = wire
+
+    def _post(self, posts: list[tuple[str, str, str]]) -> None:
+        for type_, reason, message in posts:
+            events.post(self.kube, self._ref(), type_, reason, message)
 
     def _write_local_party(self, party: PartyObject, me: Member, key_secret: str) -> None:
         wanted = {

@@ -138,9 +138,7 @@ async def close_head(
             f"the Federation without closing its head: {force}",
         )
         raise kopf.TemporaryError(local.message, delay=10)
-    url = local.spec.node_api_url or (
-        f"http://{names.node(name, local.name)}-api.{namespace}.svc:{names.HYDRA_API_PORT}"
-    )
+    url = names.node_api_url(name, local.name, namespace, local.spec.node_api_url)
     try:
         async with client_mod.HydraClient(
             url, history=False, snapshot_utxo=False, connect_timeout=5

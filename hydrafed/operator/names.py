@@ -67,3 +67,8 @@ def node(federation: str, party: str) -> str:
 def worker(federation: str, party: str) -> str:
     """The worker Job and its ConfigMap."""
     return object_name(federation, party, suffix="worker")
+
+
+def node_api_url(federation: str, party: str, namespace: str, own_url: str | None = None) -> str:
+    """The node API the operator and the worker use: the party's own, or the in-cluster Service."""
+    return own_url or f"http://{node(federation, party)}-api.{namespace}.svc:{HYDRA_API_PORT}"
