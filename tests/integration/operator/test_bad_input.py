@@ -3,37 +3,20 @@ field and the fix; the operator keeps running; fixing the spec recovers without 
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hydrafed import spec
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.ports import free_port
 from hydrafed.storage import LocalStore
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import KubeClient
 from tests.fixtures.operator import operator_kubeconfig, running_operator
+from tests.integration.operator.manifests import API, obj, secret
 
 pytestmark = pytest.mark.integration
-
-API = f"/apis/{spec.API_GROUP}/{spec.API_VERSION}"
-
-
-def _obj(kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{spec.API_GROUP}/{spec.API_VERSION}",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": body,
-    }
-
-
-def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
-    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "data": encoded}
 
 
 def test_each_mistake_is_named_and_fixing_it_recovers(
@@ -68,20 +51,20 @@ def test_each_mistake_is_named_and_fixing_it_recovers(
 
     with running_operator(kubeconfig, [namespace], tmp_path) as op:
         # A Party naming no Federation
-        kube.create(parties, _obj("Party", "dave", {**bob_facts, "federation": "nope", "bucket": "dave-x"}))
+        kube.create(parties, obj("Party", "dave", {**bob_facts, "federation": "nope", "bucket": "dave-x"}))
         orphan = wait_reason("parties", "dave", "FederationFound", "FederationNotFound")
 
         # Two local Parties
-        kube.create(feds, _obj("Federation", "mnist", {"storage": {"backend": "local", "root": str(root)}}))
+        kube.create(feds, obj("Federation", "mnist", {"storage": {"backend": "local", "root": str(root)}}))
         local = {
             "federation": "mnist",
             "local": True,
             "keySecretRef": {"name": "alice-own"},
             "nodeApiUrl": dead_node,
         }
-        kube.create(parties, _obj("Party", "alice", {**local, "bucket": "alice-mnist"}))
+        kube.create(parties, obj("Party", "alice", {**local, "bucket": "alice-mnist"}))
         kube.create(
-            parties, _obj("Party", "bob", {"federation": "mnist", "local": True, "bucket": "bob-mnist"})
+            parties, obj("Party", "bob", {"federation": "mnist", "local": True, "bucket": "bob-mnist"})
         )
         two_local = wait_reason("federations", "mnist", "PartiesReady", "TwoLocalParties")
 
@@ -90,7 +73,7 @@ def test_each_mistake_is_named_and_fixing_it_recovers(
         kube.wait_for(
             "bob gone", lambda: not [p for p in kube.get(parties)["items"] if p["metadata"]["name"] == "bob"]
         )
-        kube.create(parties, _obj("Party", "bob", bob_facts))
+        kube.create(parties, obj("Party", "bob", bob_facts))
         no_grant = wait_reason("federations", "mnist", "PartiesReady", "MissingReadGrant")
 
         # Fixed: the grant is referenced, but alice's own key Secret does not exist
@@ -98,7 +81,7 @@ def test_each_mistake_is_named_and_fixing_it_recovers(
         no_keys = wait_reason("federations", "mnist", "PartiesReady", "KeySecretNotFound")
 
         # A malformed key Secret
-        kube.create(f"{core}/secrets", _secret("alice-own", {"hydra.sk": "not a key", "payment.sk": "{}"}))
+        kube.create(f"{core}/secrets", secret("alice-own", {"hydra.sk": "not a key", "payment.sk": "{}"}))
         bad_keys = wait_reason("federations", "mnist", "PartiesReady", "KeySecretInvalid")
 
         # Fixed keys; the grant Secret itself is still missing
@@ -106,13 +89,13 @@ def test_each_mistake_is_named_and_fixing_it_recovers(
         key_dir = tmp_path / "alice-keys"
         keys_mod.save_party_keys(with_keys, key_dir)
         files = {f: (key_dir / f).read_text() for f in ("hydra.sk", "payment.sk")}
-        kube.merge_patch(f"{core}/secrets/alice-own", {"data": _secret("x", files)["data"]})
+        kube.merge_patch(f"{core}/secrets/alice-own", {"data": secret("x", files)["data"]})
         no_grant_secret = wait_reason("federations", "mnist", "PartiesReady", "ReadGrantNotFound")
 
         # Fixed grant: everything the cluster holds is right; the node does not answer
         LocalStore(root).ensure_bucket("bob-mnist")
         grant = LocalStore(root).share("bob-mnist", "mnist/rounds/")
-        kube.create(f"{core}/secrets", _secret("bob-grant", {"grant": grant}))
+        kube.create(f"{core}/secrets", secret("bob-grant", {"grant": grant}))
         ready = wait_reason("federations", "mnist", "PartiesReady", "PartiesReady")
         unreachable = wait_reason("federations", "mnist", "Degraded", "NodeUnreachable")
         status = kube.get(f"{feds}/mnist")["status"]
@@ -142,7 +125,7 @@ def test_a_deposit_too_small_for_the_announcements_is_refused_in_status(
 ) -> None:
     kubeconfig = operator_kubeconfig(k8s_cluster, kube, namespace, tmp_path / "kubeconfig")
     head = {"depositLovelace": 1_500_000, "announceLovelace": 1_000_000}
-    kube.create(f"{API}/namespaces/{namespace}/federations", _obj("Federation", "mnist", {"head": head}))
+    kube.create(f"{API}/namespaces/{namespace}/federations", obj("Federation", "mnist", {"head": head}))
     for name in ("alice", "bob"):
         keys = keys_mod.generate_party_keys(name)
         body = {"federation": "mnist", "bucket": f"{name}-mnist"}
@@ -155,7 +138,7 @@ def test_a_deposit_too_small_for_the_announcements_is_refused_in_status(
                 "peerAddress": "bob.example.org:5001",
                 "readGrantSecretRef": {"name": "bob-grant"},
             }
-        kube.create(f"{API}/namespaces/{namespace}/parties", _obj("Party", name, body))
+        kube.create(f"{API}/namespaces/{namespace}/parties", obj("Party", name, body))
     with running_operator(kubeconfig, [namespace], tmp_path):
         status = kube.wait_for(
             "DepositTooSmall",

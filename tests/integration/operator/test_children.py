@@ -5,29 +5,17 @@ from __future__ import annotations
 
 import base64
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from hydrafed import spec
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.storage import LocalStore
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import KubeClient
 from tests.fixtures.operator import operator_kubeconfig, running_operator
+from tests.integration.operator.manifests import API, obj
 
 pytestmark = pytest.mark.integration
-
-API = f"/apis/{spec.API_GROUP}/{spec.API_VERSION}"
-
-
-def _obj(kind: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "apiVersion": f"{spec.API_GROUP}/{spec.API_VERSION}",
-        "kind": kind,
-        "metadata": {"name": name},
-        "spec": body,
-    }
 
 
 def test_node_children_are_built_owned_recreated_and_updated(
@@ -46,7 +34,7 @@ def test_node_children_are_built_owned_recreated_and_updated(
     bob = keys_mod.generate_party_keys("bob")
     kube.create(
         f"{API}/namespaces/{namespace}/federations",
-        _obj(
+        obj(
             "Federation",
             "mnist",
             {"head": {"network": "preview"}, "storage": {"backend": "local", "root": str(root)}},
@@ -54,11 +42,11 @@ def test_node_children_are_built_owned_recreated_and_updated(
     )
     kube.create(
         f"{API}/namespaces/{namespace}/parties",
-        _obj("Party", "alice", {"federation": "mnist", "local": True, "bucket": "alice-mnist"}),
+        obj("Party", "alice", {"federation": "mnist", "local": True, "bucket": "alice-mnist"}),
     )
     kube.create(
         f"{API}/namespaces/{namespace}/parties",
-        _obj(
+        obj(
             "Party",
             "bob",
             {

@@ -26,11 +26,10 @@ from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import KubeClient
 from tests.fixtures.operator import operator_kubeconfig, running_operator
 from tests.fixtures.prometheus import Prometheus, check_metrics, prometheus
+from tests.integration.operator.manifests import API, secret
 
 pytestmark = pytest.mark.integration
 __all__ = ["prometheus"]
-
-API = f"/apis/{spec.API_GROUP}/{spec.API_VERSION}"
 
 
 @pytest.fixture
@@ -46,19 +45,6 @@ def devnet(tmp_path: Path) -> Iterator[Devnet]:
         yield net
 
 
-def _b64(text: str) -> str:
-    return base64.b64encode(text.encode()).decode()
-
-
-def _secret(name: str, data: dict[str, str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Secret",
-        "metadata": {"name": name},
-        "data": {k: _b64(v) for k, v in data.items()},
-    }
-
-
 def _vkey_hex(path: Path) -> str:
     return str(json.loads(path.read_text())["cborHex"])[4:]
 
@@ -72,11 +58,11 @@ def _setup(kube: KubeClient, namespace: str, devnet: Devnet, tmp_path: Path) -> 
     root = tmp_path / "buckets"
     alice_dir, bob_dir = devnet.keys_dir("alice"), devnet.keys_dir("bob")
     files = {f: (alice_dir / f).read_text() for f in ("hydra.sk", "hydra.vk", "payment.sk", "payment.vk")}
-    kube.create(f"/api/v1/namespaces/{namespace}/secrets", _secret("alice-own-keys", files))
+    kube.create(f"/api/v1/namespaces/{namespace}/secrets", secret("alice-own-keys", files))
     bob_store = LocalStore(root)
     bob_store.ensure_bucket("bob-mnist")
     grant = bob_store.share("bob-mnist", "mnist/rounds/")
-    kube.create(f"/api/v1/namespaces/{namespace}/secrets", _secret("bob-read-grant", {"grant": grant}))
+    kube.create(f"/api/v1/namespaces/{namespace}/secrets", secret("bob-read-grant", {"grant": grant}))
     kube.create(
         f"{API}/namespaces/{namespace}/federations",
         {
