@@ -84,10 +84,16 @@ bench: venv data
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
 
-## tools: Debian packages the integration tests run (prometheus, promtool); installs only what is missing
+## tools: Debian packages the integration tests run (prometheus and promtool, PostgreSQL for the
+##   Storj network); installs only what is missing, refreshing the package lists first
 .PHONY: tools
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 tools:
-	@command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || { \
-	  echo "installing Debian's prometheus package (tests/fixtures/prometheus.py)"; \
-	  $(if $(filter 0,$(shell id -u)),,sudo) apt-get install -y --no-install-recommends prometheus; }
+	@missing=""; \
+	{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian's$$missing (tests/fixtures/prometheus.py, hydrafed/storage/storjnet.py)"; \
+	  $(SUDO) apt-get update -q && $(SUDO) apt-get install -y --no-install-recommends $$missing; \
+	fi
 test: tools
