@@ -2,9 +2,14 @@
 
 An announcement spends the party's UTxO in the head, pays ``lovelace_per_peer`` to each peer
 (so every peer sees the tx touch its address), returns the change, and carries metadata under
-one label: ``{fed, round, party, uri, sha256, samples, metrics, specHash}``. Cardano metadata
-strings are limited to 64 bytes, so longer strings become lists of chunks; metadata has no
-floats, so metric values travel as decimal strings.
+one label: ``{fed, round, party, uri, sha256, samples, metrics, specHash, startSha256}``.
+Cardano metadata strings are limited to 64 bytes, so longer strings become lists of chunks;
+metadata has no floats, so metric values travel as decimal strings.
+
+``startSha256`` names the global weights the party's round started from (the previous round's
+aggregate, or the initial model in round 1): with it the ledger itself closes the chain of
+rounds, so an outsider can re-derive every round and check it (``hydrafed audit``). A tx
+without it (written before the field existed) decodes with ``start_sha256 == ""``.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ MAX_META_STR = 64
 MAX_INPUTS = 40
 
 
+def _is_sha256(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
 @dataclasses.dataclass(frozen=True)
 class Announcement:
     """What a party claims about its update for one round."""
@@ -45,14 +54,20 @@ class Announcement:
     samples: int
     metrics: dict[str, float] = dataclasses.field(default_factory=dict)
     spec_hash: str = ""
+    start_sha256: str = ""
+    """``state_sha256`` of the global weights this round started from; "" when not announced."""
 
     def __post_init__(self) -> None:
         if self.round < 0:
             raise errors.ConfigError(f"announcement.round: {self.round} must be >= 0")
         if self.samples < 0:
             raise errors.ConfigError(f"announcement.samples: {self.samples} must be >= 0")
-        if len(self.sha256) != 64 or any(c not in "0123456789abcdef" for c in self.sha256):
+        if not _is_sha256(self.sha256):
             raise errors.ConfigError("announcement.sha256: must be 64 lowercase hex characters")
+        if self.start_sha256 and not _is_sha256(self.start_sha256):
+            raise errors.ConfigError(
+                "announcement.start_sha256: must be 64 lowercase hex characters (or empty: not announced)"
+            )
         for name, value in self.metrics.items():
             if not math.isfinite(value):
                 raise errors.ConfigError(f"announcement.metrics.{name}: {value} is not a finite number")
@@ -94,6 +109,7 @@ def announcement_metadata(a: Announcement) -> dict[str, Any]:
         "samples": a.samples,
         "metrics": {k: repr(float(v)) for k, v in sorted(a.metrics.items())},
         "specHash": split_string(a.spec_hash),
+        **({"startSha256": a.start_sha256} if a.start_sha256 else {}),
     }
 
 
@@ -281,6 +297,7 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
             samples=samples,
             metrics={join_string(k): float(join_string(v)) for k, v in metrics_raw.items()},
             spec_hash=join_string(m.get("specHash", "")),
+            start_sha256=join_string(m.get("startSha256", "")),
         )
     except (KeyError, ValueError, TypeError, errors.HydrafedError, cbor2.CBORDecodeError) as exc:
         log.debug("tx %s: label %d metadata is not an announcement: %s", envelope.get("txId"), label, exc)

@@ -38,6 +38,7 @@ def _announcement(**kw: object) -> tx.Announcement:
         "samples": 1234,
         "metrics": {"accuracy": 0.9375, "loss": 0.25},
         "spec_hash": "cd" * 32,
+        "start_sha256": "ef" * 32,
     }
     base.update(kw)
     return tx.Announcement(**base)  # type: ignore[arg-type]
@@ -164,6 +165,25 @@ def test_decode_returns_none_for_other_txs_and_malformed_metadata() -> None:
     assert tx.decode_announcement({"cborHex": bad.to_cbor_hex()}) is None
     assert tx.decode_announcement({"cborHex": "zz"}) is None
     assert tx.decode_announcement({}) is None
+
+
+def test_start_sha256_is_optional_on_the_wire_and_checked_when_given() -> None:
+    # Prepare: an announcement without the field, as hydrafed wrote them before it existed
+    me, _peers, head_utxo = _setup()
+    old = _announcement(start_sha256="")
+
+    # Execute
+    env = tx.build_announcement_tx(
+        old, keys=me, utxo=head_utxo, peer_addresses=[], protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS
+    )
+
+    # Assert: no key on the wire, decoded as "" (not announced); a bad value names the field
+    assert "startSha256" not in tx.announcement_metadata(old)
+    assert tx.announcement_metadata(_announcement())["startSha256"] == "ef" * 32
+    decoded = tx.decode_announcement(env)
+    assert decoded == old and decoded is not None and decoded.start_sha256 == ""
+    with pytest.raises(errors.ConfigError, match=r"announcement\.start_sha256"):
+        _announcement(start_sha256="AB" * 32)
 
 
 def test_tx_signers_of_unreadable_envelopes_are_empty() -> None:
