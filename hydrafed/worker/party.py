@@ -221,6 +221,8 @@ class PartyWorker:
         self._follower: asyncio.Task[None] | None = None
         self._unevaluated: tuple[int, dict[str, torch.Tensor]] | None = None
         self._evaluations: dict[int, tuple[dict[str, float], float]] = {}
+        self._global_digest: str | None = None
+        """``state_sha256`` of the loaded global weights (the last aggregate); None: not yet hashed."""
 
     def _report(self, round_no: int, state: State, **extra: Any) -> None:
         self.progress({"party": self.config.name, "round": round_no, "state": state, **extra})
@@ -263,7 +265,8 @@ class PartyWorker:
             aggregated = self.aggregator.aggregate(loaded, current=own.tensors, state=agg_state)
             self.task.load_exchanged_state(aggregated.tensors)
             agg_state = aggregated.state
-            self._report(round_no, State.RESUMED, global_sha256=state_sha256(aggregated.tensors))
+            self._global_digest = state_sha256(aggregated.tensors)
+            self._report(round_no, State.RESUMED, global_sha256=self._global_digest)
             round_no += 1
         if round_no > 1:
             log.info("%s resumes at round %d from the ledger", self.config.name, round_no)
@@ -332,6 +335,7 @@ class PartyWorker:
                         "sha256": ann.sha256,
                         "samples": ann.samples,
                         "metrics": dict(ann.metrics),
+                        "startSha256": ann.start_sha256,
                     }
                 )
         return rows
@@ -482,8 +486,13 @@ class PartyWorker:
         digest: str,
         samples: int,
         metrics: dict[str, float],
+        start_sha256: str,
     ) -> None:
-        """Submit our announcement for the round and wait until the head confirms it."""
+        """Submit our announcement for the round and wait until the head confirms it.
+
+        ``start_sha256`` names the global weights the round trained from: the ledger then closes
+        the chain of rounds, and ``hydrafed audit`` can check every round's aggregate against it.
+        """
         name = self.config.name
         announcement = tx_mod.Announcement(
             fed=self.config.fed,
@@ -494,6 +503,7 @@ class PartyWorker:
             samples=samples,
             metrics=metrics,
             spec_hash=self.spec_hash,
+            start_sha256=start_sha256,
         )
         tx_id = await self.ledger.submit(announcement)
         await self._wait_until(
@@ -523,12 +533,15 @@ class PartyWorker:
             timings.update(train=0.0, serialize=0.0, upload=0.0)
             self._samples = samples
         else:
+            if self._global_digest is None:  # round 1 of a fresh party: the initial weights
+                self._global_digest = state_sha256(self.task.exchanged_state())
+            start_digest = self._global_digest
             local_state, samples, metrics = await self._train(round_no, timings)
             digest, uri = self._upload(round_no, round_dir, local_state, timings)
 
         started = time.perf_counter()
         if already is None:
-            await self._announce(round_no, uri, digest, samples, metrics)
+            await self._announce(round_no, uri, digest, samples, metrics, start_digest)
         timings["announce"] = time.perf_counter() - started
         if not self.book.is_complete(round_no):
             self._report(round_no, State.WAITING, announced=self.book.announced(round_no))
@@ -553,6 +566,7 @@ class PartyWorker:
         )
         self.task.load_exchanged_state(aggregated.tensors)
         global_digest = state_sha256(aggregated.tensors)
+        self._global_digest = global_digest
         timings["aggregate"] = time.perf_counter() - started
 
         self._unevaluated = (round_no, aggregated.tensors)

@@ -43,6 +43,7 @@ def test_three_workers_end_every_round_on_fedavg_of_the_uploaded_updates(tmp_pat
     # Prepare
     training = TrainingSpec(dataset="digits", rounds=2, seed=1, test_fraction=0.25)
     tasks = {f"p{i}": MnistTask.from_spec(training, party_index=i, parties=3) for i in range(3)}
+    initial = state_sha256(tasks["p0"].exchanged_state())
     # Keep the updates in the buckets for the recount (the workers remove only their scratch files).
 
     # Execute
@@ -58,6 +59,10 @@ def test_three_workers_end_every_round_on_fedavg_of_the_uploaded_updates(tmp_pat
         expected = state_sha256(_expected_global(buckets, rows))
         assert [r.rounds[round_no - 1].global_sha256 for r in results.values()] == [expected] * 3
         assert expected not in {row["sha256"] for row in rows}
+    # The chain of rounds is closed: each announcement names the weights its round started from.
+    starts = {(row["round"], row["party"]): row["startSha256"] for row in ledger}
+    assert {starts[(1, p)] for p in ("p0", "p1", "p2")} == {initial}
+    assert {starts[(2, p)] for p in ("p0", "p1", "p2")} == {results["p0"].rounds[0].global_sha256}
     for name, task in tasks.items():
         assert state_sha256(task.exchanged_state()) == results[name].final_sha256
     solo = local_only(MnistTask.from_spec(training, party_index=0, parties=3), training.rounds)[-1]
