@@ -103,6 +103,28 @@ class AggregationName(StrEnum):
 
     FEDAVG = "fedavg"
     LORA_EXACT = "lora-exact"
+    MEDIAN = "median"
+    TRIMMED_MEAN = "trimmed-mean"
+    KRUM = "krum"
+    MULTI_KRUM = "multi-krum"
+
+
+MAX_SAMPLES = 10**12
+"""The most training examples any announcement may claim (a party may declare a lower maximum)."""
+
+
+class RobustSpec(SpecModel):
+    """Settings of the robust aggregators and of norm clipping (hydrafed.worker.aggregation)."""
+
+    trim_fraction: float = Field(default=0.1, ge=0, lt=0.5)
+    """trimmed-mean: share of the values cut at each end of every coordinate (rounded down per round)."""
+    byzantine: int = Field(default=1, ge=0, le=14)
+    """krum, multi-krum: how many hostile parties to tolerate (f); a round needs more than 2f + 2 updates."""
+    krum_select: int | None = Field(default=None, ge=1, le=29)
+    """multi-krum: how many of the best-scored updates are averaged; unset: n - f."""
+    clip_norm: float | None = Field(default=None, gt=0, le=1e6)
+    """Clip each update's change from the round's starting global model to this L2 norm before
+    aggregating (any aggregator); unset: no clipping."""
 
 
 class LoraSpec(SpecModel):
@@ -181,7 +203,10 @@ class TrainingSpec(SpecModel):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     """Seed for partitions, initial weights and shuffling: the same seed gives the same run."""
     aggregation: AggregationName = AggregationName.FEDAVG
-    """fedavg (weighted by samples) or lora-exact (average of B*A, re-factorised by SVD)."""
+    """fedavg (weighted by samples), lora-exact (average of B*A, re-factorised by SVD), or a robust
+    rule that ignores sample counts: median, trimmed-mean, krum, multi-krum (see robust)."""
+    robust: RobustSpec = Field(default_factory=RobustSpec)
+    """Options of the robust aggregators and norm clipping."""
     lora: LoraSpec | None = None
     """QLoRA settings; required for lora-exact aggregation and used by language models."""
 
@@ -198,7 +223,11 @@ class RoundPolicySpec(SpecModel):
     """When a round counts as complete."""
 
     quorum: int | None = Field(default=None, ge=1, le=29)
-    """Reserved for quorum rounds, not read yet: every round waits for every party."""
+    """Announcements a round needs before it may be cut off; unset: every round waits for every member.
+    Once a party has seen quorum counted announcements and graceSeconds have passed, it submits a
+    cutoff tx; the first confirmed cutoff fixes the round's members (hydrafed.rounds)."""
+    grace_seconds: int = Field(default=30, ge=0, le=7 * 24 * 3600)
+    """With a quorum: how long after the quorum-th announcement a party waits for the others."""
     timeout_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     """How long a party waits for a round's announcements before it fails with a HeadError."""
 
@@ -381,6 +410,9 @@ class PartySpec(SpecModel):
     """Secret with this party's own storage credentials (local party)."""
     gpus: int = Field(default=0, ge=0, le=16)
     """nvidia.com/gpu the worker asks for (local party)."""
+    max_samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
+    """The most training examples this party's announcements may claim; one claiming more is
+    excluded by every party. Unset: 10^12."""
     data_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Where the worker finds this party's training data (local party)."""
     key_secret_ref: SecretRef | None = None
@@ -731,6 +763,8 @@ class WorkerMember(StatusModel):
     """Bucket that holds the member's updates."""
     grant_file: str | None = Field(default=None, max_length=512)
     """File holding the read-only grant the member shared (a mounted Secret); None for ourselves."""
+    max_samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
+    """The member's declared maximum of training examples (its Party's maxSamples); unset: 10^12."""
 
 
 class WorkerConfig(StatusModel):

@@ -6,15 +6,20 @@ updates (in any order of arrival) give bit-identical results on every party. Sta
 algorithm carries between rounds (a server-side optimiser, say) goes in and out explicitly
 through ``state`` and ``AggregationResult.state`` and is never kept on the object.
 
-One module per algorithm (``fedavg.py``, ``lora_exact.py``; robust strategies join the registry below).
+One module per algorithm: ``fedavg.py``, ``lora_exact.py`` and the robust rules, which ignore
+the claimed sample counts (a hostile party can claim any count up to its declared maximum):
+``median.py`` (coordinate-wise median), ``trimmed_mean.py``, ``krum.py`` (Krum and multi-Krum),
+and ``clipping.py``, norm clipping of each update's change, applied before any of them.
 
 Public API::
 
     Update(party: str, samples: int, tensors: Mapping[str, torch.Tensor])
     AggregationResult(tensors: dict[str, Tensor], state: dict[str, Tensor] = {})
     Aggregator (Protocol): name; aggregate(updates, *, current=None, state=None) -> AggregationResult
-    get_aggregator(name: AggregationName | str) -> Aggregator
+    get_aggregator(name: AggregationName | str, robust: RobustSpec | None = None) -> Aggregator
     check_compatible(updates) -> list[Update]     # sorted by party; raises AggregationError
+    weighted(updates) -> list[Update]             # check_compatible without the 0-sample ones
+    as_float64(tensor) / cast_like(acc, reference)  # the robust rules' working precision
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from typing import Protocol
 import torch
 
 from hydrafed.errors import AggregationError, ConfigError
-from hydrafed.spec import AggregationName
+from hydrafed.spec import MAX_SAMPLES, AggregationName, RobustSpec
 from hydrafed.worker.fit import check_fits
 
 
@@ -83,6 +88,10 @@ def check_compatible(updates: Sequence[Update]) -> list[Update]:
             raise AggregationError(
                 f"party {update.party!r} reports {update.samples} samples; it must be 0 or more"
             )
+        if update.samples > MAX_SAMPLES:  # weights stay exact integers in float64 (< 2**53 summed)
+            raise AggregationError(
+                f"party {update.party!r}: samples {update.samples} is over the limit of {MAX_SAMPLES}"
+            )
     if not any(u.samples for u in ordered):
         raise AggregationError(
             "every update of the round has 0 samples: every party's local training diverged; "
@@ -101,30 +110,86 @@ def check_compatible(updates: Sequence[Update]) -> list[Update]:
     return ordered
 
 
-def _fedavg() -> Aggregator:
+def weighted(updates: Sequence[Update]) -> list[Update]:
+    """``check_compatible(updates)`` without the 0-sample updates (parties that diverged)."""
+    return [u for u in check_compatible(updates) if u.samples]
+
+
+def as_float64(tensor: torch.Tensor) -> torch.Tensor:
+    """A detached float64 CPU copy: the working precision of every aggregator."""
+    return tensor.detach().to("cpu", torch.float64)
+
+
+def cast_like(acc: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """A float64 result back in the reference's dtype (integers rounded, bools at 0.5)."""
+    if reference.dtype.is_floating_point or reference.dtype.is_complex:
+        return acc.to(reference.dtype)
+    if reference.dtype == torch.bool:
+        return acc >= 0.5
+    return torch.round(acc).to(reference.dtype)
+
+
+def _fedavg(robust: RobustSpec) -> Aggregator:
     from hydrafed.worker.aggregation.fedavg import FedAvg
 
     return FedAvg()
 
 
-def _lora_exact() -> Aggregator:
+def _lora_exact(robust: RobustSpec) -> Aggregator:
     from hydrafed.worker.aggregation.lora_exact import LoraExact
 
     return LoraExact()
 
 
-_REGISTRY: dict[str, Callable[[], Aggregator]] = {
+def _median(robust: RobustSpec) -> Aggregator:
+    from hydrafed.worker.aggregation.median import Median
+
+    return Median()
+
+
+def _trimmed_mean(robust: RobustSpec) -> Aggregator:
+    from hydrafed.worker.aggregation.trimmed_mean import TrimmedMean
+
+    return TrimmedMean(robust.trim_fraction)
+
+
+def _krum(robust: RobustSpec) -> Aggregator:
+    from hydrafed.worker.aggregation.krum import Krum
+
+    return Krum(robust.byzantine, select=1)
+
+
+def _multi_krum(robust: RobustSpec) -> Aggregator:
+    from hydrafed.worker.aggregation.krum import Krum
+
+    return Krum(robust.byzantine, select=robust.krum_select)
+
+
+_REGISTRY: dict[str, Callable[[RobustSpec], Aggregator]] = {
     AggregationName.FEDAVG.value: _fedavg,
     AggregationName.LORA_EXACT.value: _lora_exact,
+    AggregationName.MEDIAN.value: _median,
+    AggregationName.TRIMMED_MEAN.value: _trimmed_mean,
+    AggregationName.KRUM.value: _krum,
+    AggregationName.MULTI_KRUM.value: _multi_krum,
 }
 
 
-def get_aggregator(name: AggregationName | str) -> Aggregator:
-    """The aggregator registered under ``name``; ConfigError listing the choices otherwise."""
+def get_aggregator(name: AggregationName | str, robust: RobustSpec | None = None) -> Aggregator:
+    """The aggregator registered under ``name``, clipped when ``robust.clip_norm`` is set.
+
+    ConfigError listing the choices for an unknown name.
+    """
     key = name.value if isinstance(name, AggregationName) else str(name)
     factory = _REGISTRY.get(key)
     if factory is None:
         raise ConfigError(
             f"aggregation {key!r} is not available: choose one of {', '.join(sorted(_REGISTRY))}"
         )
-    return factory()
+    options = robust or RobustSpec()
+    aggregator = factory(options)
+    if options.clip_norm is not None:
+        from hydrafed.worker.aggregation.clipping import Clipped
+
+        return Clipped(aggregator, options.clip_norm)
+    return aggregator
