@@ -74,6 +74,10 @@ def build_report(
             "specHash": spec_digest,
             "training": spec.training.model_dump(mode="json", by_alias=True),
             "head": spec.head.model_dump(mode="json", by_alias=True),
+            # With these two the spec behind specHash can be rebuilt (``hydrafed audit``); the
+            # local buckets' root is a path of this run's machine, not part of the agreement.
+            "roundPolicy": spec.round_policy.model_dump(mode="json", by_alias=True),
+            "storage": spec.storage.model_dump(mode="json", by_alias=True, exclude={"root"}),
         },
         "head": {"headId": head_id, "finalizedOutputs": len(fanout.get("finalizedUTxO", {}))},
         "parties": parties,
