@@ -109,19 +109,39 @@ def _add_amount(coin: int, assets: dict[AssetKey, int], amount: pycardano.Value 
     return coin + base
 
 
-def _raw_amount(value: Any) -> tuple[int, dict[AssetKey, int]]:
-    """A value from the CBOR: ``coin`` or ``[coin, {policy: {name: q}}]``."""
-    if isinstance(value, int):
+def _raw_amount(value: Any, ix: int = 0) -> tuple[int, dict[AssetKey, int]]:
+    """A value from the CBOR: ``coin`` or ``[coin, {policy: {name: q}}]``, typed and bounded.
+
+    As Conway's decoder: coin and quantities are positive 64-bit integers, policies 28 bytes,
+    names at most 32 bytes; anything else is a ``DecoderFailure`` naming the output.
+    """
+    if _is_word(value):
         return value, {}
-    if (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], int)
-        and isinstance(value[1], dict)
+    if not (
+        isinstance(value, list) and len(value) == 2 and _is_word(value[0]) and isinstance(value[1], dict)
     ):
-        assets = {(bytes(p), bytes(n)): int(q) for p, named in value[1].items() for n, q in named.items()}
-        return value[0], assets
-    raise LedgerRuleError("DecoderFailure: an output value is neither a coin nor [coin, multiasset]")
+        raise LedgerRuleError(
+            f"DecoderFailure: output {ix} value is neither a coin nor [coin, multiasset] of 64-bit integers"
+        )
+    assets: dict[AssetKey, int] = {}
+    for policy, named in value[1].items():
+        if not (isinstance(policy, bytes) and len(policy) == 28 and isinstance(named, dict)):
+            raise LedgerRuleError(
+                f"DecoderFailure: output {ix} multiasset is not {{28-byte policy: {{name: q}}}}"
+            )
+        for name, q in named.items():
+            if not (isinstance(name, bytes) and len(name) <= 32 and _is_word(q) and q > 0):
+                raise LedgerRuleError(
+                    f"DecoderFailure: output {ix} asset of policy {policy.hex()}: name must be at most "
+                    "32 bytes and quantity a positive 64-bit integer"
+                )
+            assets[(policy, name)] = q
+    return value[0], assets
+
+
+def _is_word(value: Any) -> bool:
+    """A CBOR unsigned 64-bit integer (``bool`` is an ``int`` to Python, not to CBOR)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**64
 
 
 def _to_amount(coin: int, assets: dict[AssetKey, int]) -> pycardano.Value | int:
@@ -133,13 +153,13 @@ def _to_amount(coin: int, assets: dict[AssetKey, int]) -> pycardano.Value | int:
     return pycardano.Value(coin, pycardano.MultiAsset.from_primitive(multi))
 
 
-def _set_items(value: Any) -> list[Any]:
+def _set_items(value: Any, what: str = "a set field") -> list[Any]:
     """Conway sets are arrays, optionally under tag 258."""
     if isinstance(value, cbor2.CBORTag) and value.tag == 258:
         value = value.value
     if isinstance(value, list | tuple | set | frozenset):
         return list(value)
-    raise LedgerRuleError("DecoderFailure: expected a set (array)")
+    raise LedgerRuleError(f"DecoderFailure: {what} is not a set (array)")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -211,7 +231,7 @@ def decode_tx(cbor_hex: str) -> DecodedTx:
 def decode_inputs(tx: DecodedTx) -> list[str]:
     """The body's inputs as ``txid#ix`` keys, in order (duplicates kept for the rule to see)."""
     keys: list[str] = []
-    for txin in _set_items(tx.body.get(0, [])):
+    for txin in _set_items(tx.body.get(0, []), "inputs (body field 0)"):
         if not (
             isinstance(txin, list)
             and len(txin) == 2
@@ -244,11 +264,22 @@ def decode_outputs(tx: DecodedTx) -> list[DecodedOutput]:
             address = _address(addr_raw)
         except (pycardano.DecodingException, ValueError, TypeError) as exc:
             raise LedgerRuleError(f"DecoderFailure: output {ix} address: {exc}") from exc
-        coin, assets = _raw_amount(value)
+        coin, assets = _raw_amount(value, ix)
         outputs.append(
             DecodedOutput(ix, address, addr_raw[0] & 0x0F, coin, assets, len(cbor2.dumps(raw_out)))
         )
     return outputs
+
+
+def decode_required_signers(tx: DecodedTx) -> list[bytes]:
+    """Body field 14: key hashes that must sign, each exactly 28 bytes (never an integer to expand)."""
+    signers = _set_items(tx.body.get(14, []), "required signers (body field 14)")
+    for i, signer in enumerate(signers):
+        if not (isinstance(signer, bytes) and len(signer) == 28):
+            raise LedgerRuleError(
+                f"DecoderFailure: required signer {i} (body field 14) is not a 28-byte key hash"
+            )
+    return signers
 
 
 def decode_fee(tx: DecodedTx) -> int:
@@ -311,7 +342,7 @@ def check_witness_signatures(tx: DecodedTx) -> set[bytes]:
     Returns the key hashes that signed, for :func:`check_required_signers`.
     """
     signed_by: set[bytes] = set()
-    for witness in _set_items(tx.witness_set.get(0, [])):
+    for witness in _set_items(tx.witness_set.get(0, []), "vkey witnesses (witness field 0)"):
         if not (
             isinstance(witness, list) and len(witness) == 2 and all(isinstance(w, bytes) for w in witness)
         ):
@@ -344,8 +375,7 @@ def check_required_signers(
         if not isinstance(payment, pycardano.VerificationKeyHash):
             raise LedgerRuleError(f"ScriptWitnessNotValidatingUTXOW: input {key} is locked by a script")
         required.add(bytes(payment.payload))
-    for signer in _set_items(tx.body.get(14, [])):
-        required.add(bytes(signer))
+    required.update(decode_required_signers(tx))
     missing = required - signed_by
     if missing:
         raise LedgerRuleError(

@@ -24,7 +24,7 @@ from typing import Any
 import pycardano
 
 from hydrafed.hydra import keys as keys_mod
-from hydrafed.hydra import ledger, messages
+from hydrafed.hydra import ledger, limits, messages
 from hydrafed.hydra import utxo as utxo_mod
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,27 @@ class NodeLog:
                 self.history = [json.loads(line) for line in fh if line.strip()]
             if self.history:
                 self.next_seq = int(self.history[-1]["seq"]) + 1
+        if self._watermark.exists():  # seqs given to live-only outputs after the last persisted one
+            self.next_seq = max(self.next_seq, int(self._watermark.read_text() or 0))
+
+    @property
+    def _watermark(self) -> Path:
+        return self.path.with_name("next-seq")
+
+    def append_live(self, payload: JSON, body: str) -> None:
+        """A timed output sent to the current clients but neither kept nor replayed.
+
+        For outputs anyone with API access can cause for free (TxInvalid): history and the
+        event log then grow only with valid traffic. The seq is still unique: the counter's
+        high-water mark is saved, so a restarted node never hands the same seq out twice.
+        """
+        seq, stamp = self.next_seq, now_iso()
+        self.next_seq += 1
+        self._watermark.write_text(str(self.next_seq))
+        msg = {**payload, "seq": seq, "timestamp": stamp}
+        text = f'{body[:-1]}, "seq": {seq}, "timestamp": "{stamp}"}}'
+        for sink in list(self.sinks):
+            sink(msg, text)
 
     def append(self, payload: JSON, body: str, fh: Any) -> None:
         """Stamp seq and timestamp onto a payload serialised once for all nodes, persist, send."""
@@ -183,6 +204,12 @@ class Head:
         body = json.dumps(payload)
         for node, fh in zip(self.nodes, self._files, strict=True):
             node.append(payload, body, fh)
+
+    def emit_live(self, payload: JSON) -> None:
+        """A timed output on every node that changes no state and is not replayed (TxInvalid)."""
+        body = json.dumps(payload)
+        for node in self.nodes:
+            node.append_live(payload, body)
 
     def _replay(self, msg: JSON, live: bool = False) -> None:
         """Apply one timed output to the head state (live and on restart)."""
@@ -332,8 +359,9 @@ class Head:
         try:
             data = json.loads(text)
             parsed = messages.parse_input(data)
-        except ValueError as exc:  # json and pydantic errors are both ValueErrors
-            self.send_local(node, {"tag": "InvalidInput", "reason": str(exc).splitlines()[0], "input": text})
+        except (ValueError, RecursionError) as exc:  # json, pydantic; nesting deeper than the stack
+            reason = limits.cut((str(exc).splitlines() or [type(exc).__name__])[0])
+            self.send_local(node, {"tag": "InvalidInput", "reason": reason, "input": limits.cut(text)})
             return
         self.handle_input(node, parsed)
 
@@ -380,16 +408,19 @@ class Head:
                 claimed if isinstance(claimed, str) else None,
             )
         except ledger.LedgerRuleError as exc:
-            self.emit(
+            # Bounded and not replayed: an invalid tx costs its sender's bytes, not the head's
+            # UTxO (hydra-node sends its whole local UTxO here) times every node and client.
+            reason = limits.cut(str(exc))
+            self.emit_live(
                 {
                     "tag": "TxInvalid",
                     "headId": self.head_id,
-                    "utxo": self.utxo_json(),
-                    "transaction": {"type": "Tx ConwayEra", "description": "", **envelope},
-                    "validationError": {"reason": str(exc)},
+                    "utxo": {},
+                    "transaction": _shown_envelope(envelope),
+                    "validationError": {"reason": reason},
                 }
             )
-            return False, str(exc)
+            return False, reason
         ledger.apply_tx(self.utxo, valid)
         for key in valid.spent:
             del self._utxo_json[key]
@@ -555,3 +586,18 @@ class Head:
             self.emit({"tag": "CommitFinalized", "headId": self.head_id, "depositTxId": tx_id})
 
         self._timers.append(asyncio.get_running_loop().call_later(delay, activate))
+
+
+def _shown_envelope(envelope: JSON) -> JSON:
+    """A rejected tx's envelope as TxInvalid shows it: the known string fields, each bounded."""
+    shown: JSON = {"type": "Tx ConwayEra", "description": "", "cborHex": ""}
+    for key, limit in (
+        ("type", 64),
+        ("description", 256),
+        ("cborHex", 2 * limits.MAX_TX_BYTES),
+        ("txId", 64),
+    ):
+        value = envelope.get(key)
+        if isinstance(value, str):
+            shown[key] = limits.cut(value, limit)
+    return shown

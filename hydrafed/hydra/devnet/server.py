@@ -23,13 +23,26 @@ from aiohttp import WSMsgType, web
 
 from hydrafed import errors
 from hydrafed.hydra import keys as keys_mod
-from hydrafed.hydra import ledger, messages
+from hydrafed.hydra import ledger, limits, messages
 from hydrafed.hydra import utxo as utxo_mod
 from hydrafed.hydra.devnet import emulated_head
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FUNDS = 100_000_000
+
+#: Every path a node serves, with its methods: anything else is 404, a wrong method 405.
+ROUTES: dict[str, frozenset[str]] = {
+    "/head": frozenset({"GET"}),
+    "/snapshot": frozenset({"GET"}),
+    "/snapshot/utxo": frozenset({"GET"}),
+    "/protocol-parameters": frozenset({"GET"}),
+    "/commits": frozenset({"GET"}),
+    "/devnet/l1-utxo": frozenset({"GET"}),
+    "/commit": frozenset({"POST"}),
+    "/cardano-transaction": frozenset({"POST"}),
+    "/transaction": frozenset({"POST"}),
+}
 
 
 class Devnet:
@@ -159,7 +172,7 @@ class Devnet:
         self._write_manifest(parties)
 
     async def _serve(self, index: int) -> None:
-        app = web.Application(client_max_size=16 * 1024 * 1024)
+        app = web.Application(client_max_size=limits.MAX_HTTP_BODY)  # 413 beyond
 
         async def handler(request: web.Request) -> web.StreamResponse:
             return await self._dispatch(index, request)
@@ -201,7 +214,18 @@ class Devnet:
             return await self._websocket(index, request)
         head = self.head
         assert head is not None
-        route = (request.method, request.path.rstrip("/") or "/")
+        path = request.path.rstrip("/") or "/"
+        methods = ROUTES.get(path)
+        if methods is None:
+            return web.json_response("Resource not found", status=404)
+        if request.method not in methods:
+            allowed = ", ".join(sorted(methods))
+            return web.json_response(
+                f"{request.method} {path} is not served: use {allowed}",
+                status=405,
+                headers={"Allow": allowed},
+            )
+        route = (request.method, path)
         if route == ("GET", "/head"):
             return web.json_response(head.head_state())
         if route == ("GET", "/snapshot/utxo"):
@@ -226,24 +250,31 @@ class Devnet:
         if route == ("POST", "/cardano-transaction"):
             try:
                 head.submit_l1(body if isinstance(body, dict) else {"cborHex": body})
-            except ledger.LedgerRuleError as exc:
-                return web.json_response({"tag": "FailedToPostTx", "failureReason": str(exc)}, status=400)
+            except errors.HydrafedError as exc:  # the ledger's reasons and bad UTxO keys alike
+                reason = limits.cut(str(exc))
+                return web.json_response({"tag": "FailedToPostTx", "failureReason": reason}, status=400)
             return web.json_response({"tag": "TransactionSubmitted"})
         if route == ("POST", "/transaction"):
-            if head.status != "Open" or not isinstance(body, dict):
-                reason = "Head is not open" if head.status != "Open" else "expected a tx envelope object"
-                return web.json_response({"tag": "SubmitTxRejected", "reason": reason}, status=503)
+            if not isinstance(body, dict):
+                reason = "the body must be a tx envelope object {type, description, cborHex, txId}"
+                return web.json_response({"tag": "SubmitTxRejected", "reason": reason}, status=400)
+            if head.status != "Open":
+                return web.json_response(
+                    {"tag": "SubmitTxRejected", "reason": "Head is not open"}, status=503
+                )
             ok, detail = head.new_tx(body)
             if not ok:
                 return web.json_response({"tag": "SubmitTxInvalid", "validationError": detail}, status=400)
             return web.json_response({"tag": "SubmitTxSubmitted"}, status=202)
-        return web.json_response("Resource not found", status=400)
+        raise AssertionError(f"route {route} is in ROUTES but not dispatched")  # pragma: no cover
 
     async def _json_body(self, request: web.Request) -> Any:
+        """The parsed body, or a 400 saying why not (413 comes from aiohttp beyond the size limit)."""
         try:
             return await request.json()
-        except ValueError:
-            return web.json_response("Invalid JSON body", status=400)
+        except (ValueError, RecursionError) as exc:  # not JSON, not UTF-8, or nested past the stack
+            reason = limits.cut((str(exc).splitlines() or [type(exc).__name__])[0], 200)
+            return web.json_response(f"Invalid JSON body: {reason}", status=400)
 
     def _commit(self, body: Any) -> web.Response:
         assert self.head is not None
@@ -255,6 +286,14 @@ class Devnet:
                 status=400,
             )
         utxo = body.get("utxoToCommit", body)
+        if not isinstance(utxo, dict):
+            return web.json_response(
+                {
+                    "tag": "FailedToConstructDepositTx",
+                    "failureReason": "utxoToCommit must be an object of '<txid>#<ix>' keys",
+                },
+                status=400,
+            )
         try:
             envelope = self.head.draft_deposit(utxo)
         except ledger.LedgerRuleError as exc:
@@ -267,7 +306,7 @@ class Devnet:
             )
         except errors.ConfigError as exc:
             return web.json_response(
-                {"tag": "FailedToConstructDepositTx", "failureReason": str(exc)}, status=400
+                {"tag": "FailedToConstructDepositTx", "failureReason": limits.cut(str(exc))}, status=400
             )
         return web.json_response(envelope)
 
@@ -280,7 +319,8 @@ class Devnet:
     async def _websocket(self, index: int, request: web.Request) -> web.WebSocketResponse:
         head = self.head
         assert head is not None
-        ws = web.WebSocketResponse(heartbeat=30.0)
+        # Frames over MAX_WS_FRAME close the socket with 1009 (message too big), as RFC 6455 says.
+        ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=limits.MAX_WS_FRAME)
         await ws.prepare(request)
         history = request.query.get("history") == "yes"
         with_utxo = request.query.get("snapshot-utxo") != "no"
@@ -298,8 +338,14 @@ class Devnet:
 
         def sink(msg: dict[str, Any], text: str) -> None:
             shaped = shape(msg, text)
-            if shaped is not None:
-                queue.put_nowait(shaped)
+            if shaped is None:
+                return
+            if queue.qsize() >= limits.MAX_CLIENT_QUEUE:  # a client that does not read: drop it
+                node.sinks.discard(sink)
+                log.warning("devnet node %d: a client fell %d frames behind; closed", index, queue.qsize())
+                asyncio.get_running_loop().create_task(ws.close(code=1008, message=b"too far behind"))
+                return
+            queue.put_nowait(shaped)
 
         node = head.nodes[index]
         replay = list(node.history) if history else []
