@@ -1,10 +1,12 @@
 """The ledger rules the devnet applies to every NewTx, through pycardano.
 
-These are the Conway rules that matter for payment transactions in a head: inputs exist and
-are unspent, every required vkey witness is present and valid over the body hash, value is
-conserved, the fee covers the minimum, each output holds min-ADA, the auxiliary-data hash
-matches, the network id is right and the tx fits ``maxTxSize``. Reasons mimic the names of
-cardano-ledger's predicate failures so logs read like hydra-node's.
+These are the Conway rules that matter for payments, native-script escrows and native-policy
+mints in a head: inputs exist and are unspent, the current slot lies in the validity interval,
+every required vkey witness is present and valid over the body hash, exactly the needed native
+scripts are provided and each one holds (cardano-ledger's ``evalTimelock``), value is conserved
+counting the mint, the fee covers the minimum, each output holds min-ADA, the auxiliary-data
+hash matches, the network id is right and the tx fits ``maxTxSize``. Plutus is refused. Reasons
+mimic the names of cardano-ledger's predicate failures so logs read like hydra-node's.
 
 As in cardano-ledger's UTXO/UTXOW rules, each rule is its own ``check_*`` function, so each
 can be tested alone; :func:`validate_tx` decodes the tx once and runs them in a fixed order.
@@ -24,7 +26,7 @@ import nacl.signing
 import pycardano
 
 from hydrafed import errors
-from hydrafed.hydra import cbor
+from hydrafed.hydra import cbor, native_script
 from hydrafed.hydra import utxo as utxo_mod
 
 #: Bytes the ledger adds to an output's size for the min-ADA rule (Babbage/Conway).
@@ -88,6 +90,8 @@ class ValidatedTx:
     cbor_hex: str
     spent: tuple[str, ...]
     produced: dict[str, pycardano.TransactionOutput]
+    #: The tx's mint field (negative quantities burn); empty for most txs.
+    minted: dict[tuple[bytes, bytes], int] = dataclasses.field(default_factory=dict)
 
     def envelope(self) -> dict[str, str]:
         """The text envelope the node emits for this tx."""
@@ -167,11 +171,18 @@ def _address(raw: bytes) -> pycardano.Address:
     return pycardano.Address.from_primitive(raw)
 
 
-#: Body fields a payment tx in the devnet may not use (certificates, withdrawals, mint,
+#: Body fields a tx in the devnet may not use (certificates, withdrawals, script data,
 #: collateral, reference inputs, votes, proposals, donations).
 _UNSUPPORTED_FIELDS = {
-    4: "certificates", 5: "withdrawals", 9: "mint", 13: "collateral", 18: "reference_inputs",
+    4: "certificates", 5: "withdrawals", 11: "script_data_hash", 13: "collateral",
+    16: "collateral_return", 17: "total_collateral", 18: "reference_inputs",
     19: "voting_procedures", 20: "proposal_procedures", 22: "donation",
+}  # fmt: skip
+
+#: Witness-set fields of Plutus and bootstrap witnesses, which the devnet does not evaluate.
+_UNSUPPORTED_WITNESSES = {
+    2: "bootstrap witnesses", 3: "Plutus V1 scripts", 4: "datums", 5: "redeemers",
+    6: "Plutus V2 scripts", 7: "Plutus V3 scripts",
 }  # fmt: skip
 
 
@@ -185,6 +196,8 @@ class DecodedTx:
     #: The auxiliary data's bytes as sent; ``b"\\xf6"`` (CBOR null) when there is none.
     aux_bytes: bytes
     body_hash: bytes
+    #: The witness set's bytes as sent: native scripts are hashed over them.
+    witness_raw: bytes = b"\xa0"
 
     @property
     def tx_id(self) -> str:
@@ -225,7 +238,7 @@ def decode_tx(cbor_hex: str) -> DecodedTx:
     if not isinstance(body, dict) or not isinstance(witness_set, dict):
         raise LedgerRuleError("DecoderFailure: body and witness set must be maps")
     aux_bytes = spans[3] if len(spans) == 4 else b"\xf6"
-    return DecodedTx(raw, body, witness_set, aux_bytes, _blake2b256(spans[0]))
+    return DecodedTx(raw, body, witness_set, aux_bytes, _blake2b256(spans[0]), spans[1])
 
 
 def decode_inputs(tx: DecodedTx) -> list[str]:
@@ -271,6 +284,63 @@ def decode_outputs(tx: DecodedTx) -> list[DecodedOutput]:
     return outputs
 
 
+#: A validity interval: (invalid_before, invalid_hereafter) slots, None where unbounded.
+Interval = tuple[int | None, int | None]
+
+
+def _opt_slot(tx: DecodedTx, field: int, name: str) -> int | None:
+    value = tx.body.get(field)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+        raise LedgerRuleError(f"DecoderFailure: {name} is not a slot number")
+    return value
+
+
+def decode_validity_interval(tx: DecodedTx) -> Interval:
+    """The body's validity interval: ``validity_start`` (field 8) and ``ttl`` (field 3)."""
+    return _opt_slot(tx, 8, "validity_interval_start"), _opt_slot(tx, 3, "ttl")
+
+
+def decode_mint(tx: DecodedTx) -> dict[AssetKey, int]:
+    """The body's mint (field 9): ``{policy: {name: quantity}}``, burns negative.
+
+    Conway's decoder refuses zero quantities and an empty policy map; names are at most 32
+    bytes and policy ids are 28-byte script hashes, so no ADA can be minted.
+    """
+    raw = tx.body.get(9)
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise LedgerRuleError("DecoderFailure: mint is not a map")
+    minted: dict[AssetKey, int] = {}
+    for policy, named in raw.items():
+        if not isinstance(policy, bytes) or len(policy) != 28:
+            raise LedgerRuleError("DecoderFailure: a mint policy id is not a 28-byte script hash")
+        if not isinstance(named, dict) or not named:
+            raise LedgerRuleError(f"DecoderFailure: mint of policy {policy.hex()} names no asset")
+        for name, q in named.items():
+            if not isinstance(name, bytes) or len(name) > 32:
+                raise LedgerRuleError(
+                    f"DecoderFailure: an asset name of policy {policy.hex()} is over 32 bytes"
+                )
+            if not isinstance(q, int) or isinstance(q, bool) or q == 0 or not -(2**63) <= q < 2**63:
+                raise LedgerRuleError(
+                    f"DecoderFailure: mint quantity {q!r} of {policy.hex()}.{name.hex()} must be a "
+                    "non-zero 64-bit integer"
+                )
+            minted[(policy, name)] = q
+    return minted
+
+
+def decode_native_scripts(tx: DecodedTx) -> dict[bytes, native_script.NativeScript]:
+    """The native scripts of the witness set, keyed by their hash over the bytes as sent."""
+    try:
+        return native_script.witness_scripts(tx.witness_raw)
+    except errors.HeadError as exc:
+        raise LedgerRuleError(f"DecoderFailure: {exc}") from exc
+
+
 def decode_required_signers(tx: DecodedTx) -> list[bytes]:
     """Body field 14: key hashes that must sign, each exactly 28 bytes (never an integer to expand)."""
     signers = _set_items(tx.body.get(14, []), "required signers (body field 14)")
@@ -312,6 +382,73 @@ def check_supported_fields(tx: DecodedTx) -> None:
     for field, name in _UNSUPPORTED_FIELDS.items():
         if tx.body.get(field):
             raise LedgerRuleError(f"UnsupportedTxField: {name} is not supported by the devnet ledger")
+
+
+def check_supported_witnesses(tx: DecodedTx) -> None:
+    """UnsupportedTxField: the devnet evaluates native scripts only, not Plutus or Byron."""
+    for field, name in _UNSUPPORTED_WITNESSES.items():
+        if tx.witness_set.get(field):
+            raise LedgerRuleError(f"UnsupportedTxField: {name} are not supported by the devnet ledger")
+
+
+def check_validity_interval(interval: Interval, current_slot: int) -> None:
+    """OutsideValidityIntervalUTxO: ``invalid_before <= current slot < invalid_hereafter``."""
+    lo, hi = interval
+    if (lo is not None and current_slot < lo) or (hi is not None and current_slot >= hi):
+        raise LedgerRuleError(
+            f"OutsideValidityIntervalUTxO: validity interval [{lo}, {hi}), current slot {current_slot}"
+        )
+
+
+def needed_scripts(
+    inputs: list[str], utxo: Mapping[str, pycardano.TransactionOutput], minted: Mapping[AssetKey, int]
+) -> set[bytes]:
+    """The scripts a tx must run: each script-locked input's credential and each minted policy."""
+    needed: set[bytes] = set()
+    for key in inputs:
+        payment = utxo[key].address.payment_part
+        if isinstance(payment, pycardano.ScriptHash):
+            needed.add(bytes(payment.payload))
+    needed.update(policy for policy, _ in minted)
+    return needed
+
+
+def check_script_witnesses(needed: set[bytes], provided: Mapping[bytes, object]) -> None:
+    """MissingScriptWitnessesUTXOW / ExtraneousScriptWitnessesUTXOW: exactly the needed scripts.
+
+    As in Babbage's ``validateMissingScripts``: every needed script is in the witness set (the
+    devnet has no reference scripts) and the witness set holds no script nobody needs.
+    """
+    missing = needed - set(provided)
+    if missing:
+        raise LedgerRuleError(
+            "MissingScriptWitnessesUTXOW: no script witness for "
+            + ", ".join(sorted(m.hex() for m in missing))
+        )
+    extra = set(provided) - needed
+    if extra:
+        raise LedgerRuleError(
+            "ExtraneousScriptWitnessesUTXOW: the witness set holds script(s) no input or policy needs: "
+            + ", ".join(sorted(e.hex() for e in extra))
+        )
+
+
+def check_native_scripts(
+    scripts: Mapping[bytes, native_script.NativeScript], signed_by: set[bytes], interval: Interval
+) -> None:
+    """ScriptWitnessNotValidatingUTXOW: every native script in the witness set holds.
+
+    Evaluated against the verified vkey witnesses and the tx's validity interval, as
+    cardano-ledger's ``validateFailedNativeScripts`` does.
+    """
+    lo, hi = interval
+    failed = [h for h, script in scripts.items() if not native_script.evaluate(script, signed_by, lo, hi)]
+    if failed:
+        raise LedgerRuleError(
+            "ScriptWitnessNotValidatingUTXOW: native script(s) "
+            + ", ".join(sorted(f.hex() for f in failed))
+            + " do not hold for the signatures and the validity interval given"
+        )
 
 
 def check_inputs_not_empty(inputs: list[str]) -> None:
@@ -365,16 +502,15 @@ def check_required_signers(
     utxo: Mapping[str, pycardano.TransactionOutput],
     signed_by: set[bytes],
 ) -> None:
-    """MissingVKeyWitnessesUTXOW: the owner of every input and every required signer signed.
+    """MissingVKeyWitnessesUTXOW: the owner of every key-locked input and every required signer signed.
 
-    A script-locked input is ``ScriptWitnessNotValidatingUTXOW``: the devnet runs no scripts.
+    Script-locked inputs need their script instead (:func:`check_script_witnesses`).
     """
     required: set[bytes] = set()
     for key in inputs:
         payment = utxo[key].address.payment_part
-        if not isinstance(payment, pycardano.VerificationKeyHash):
-            raise LedgerRuleError(f"ScriptWitnessNotValidatingUTXOW: input {key} is locked by a script")
-        required.add(bytes(payment.payload))
+        if isinstance(payment, pycardano.VerificationKeyHash):
+            required.add(bytes(payment.payload))
     required.update(decode_required_signers(tx))
     missing = required - signed_by
     if missing:
@@ -387,6 +523,8 @@ def check_required_signers(
 def check_metadata_hash(tx: DecodedTx) -> None:
     """The body's auxiliary-data hash and the metadata sent agree (both absent, or equal)."""
     declared_raw = tx.body.get(7)
+    if declared_raw is not None and not (isinstance(declared_raw, bytes) and len(declared_raw) == 32):
+        raise LedgerRuleError("DecoderFailure: the auxiliary data hash (body field 7) is not 32 bytes")
     declared = declared_raw.hex() if isinstance(declared_raw, bytes) else None
     if tx.aux_bytes == b"\xf6":
         if declared is not None:
@@ -447,11 +585,14 @@ def check_value_preserved(
     utxo: Mapping[str, pycardano.TransactionOutput],
     outputs: list[DecodedOutput],
     fee: int,
+    minted: Mapping[AssetKey, int] | None = None,
 ) -> None:
-    """ValueNotConservedUTxO: consumed = produced + fee, in lovelace and in every native asset."""
+    """ValueNotConservedUTxO: consumed + mint = produced + fee, in lovelace and every native asset."""
     in_coin, in_assets = 0, dict[AssetKey, int]()
     for key in inputs:
         in_coin = _add_amount(in_coin, in_assets, utxo[key].amount)
+    for k, q in (minted or {}).items():
+        in_assets[k] = in_assets.get(k, 0) + q
     out_coin, out_assets = 0, dict[AssetKey, int]()
     for out in outputs:
         out_coin += out.coin
@@ -472,21 +613,34 @@ def validate_tx(
     params: LedgerParams,
     network: pycardano.Network,
     claimed_tx_id: str | None = None,
+    *,
+    current_slot: int = 0,
 ) -> ValidatedTx:
     """Check one transaction against the UTxO; raise :class:`LedgerRuleError` with the reason.
 
+    ``current_slot`` is the ledger's "now" (the head's: the slot of the last L1 block its
+    nodes saw), against which the validity interval is checked.
+
     The rules run in a fixed order, so a tx that breaks several always reports the same one:
-    envelope (id, size, fields), inputs, witnesses, metadata, network, outputs, fee, balance.
+    envelope (id, size, fields), inputs, validity interval, witnesses, scripts, metadata,
+    network, outputs, fee, balance.
     """
     tx = decode_tx(cbor_hex)
     check_tx_id(tx, claimed_tx_id)
     check_max_tx_size(tx, params)
     check_supported_fields(tx)
+    check_supported_witnesses(tx)
     inputs = decode_inputs(tx)
     check_no_duplicate_inputs(inputs)
     check_inputs_exist(inputs, utxo)
     check_inputs_not_empty(inputs)
+    interval = decode_validity_interval(tx)
+    check_validity_interval(interval, current_slot)
+    minted = decode_mint(tx)
     signed_by = check_witness_signatures(tx)
+    scripts = decode_native_scripts(tx)
+    check_script_witnesses(needed_scripts(inputs, utxo, minted), scripts)
+    check_native_scripts(scripts, signed_by, interval)
     check_required_signers(tx, inputs, utxo, signed_by)
     check_metadata_hash(tx)
     check_body_network_id(tx, network)
@@ -496,14 +650,16 @@ def validate_tx(
     check_output_size(outputs, params)
     fee = decode_fee(tx)
     check_fee(tx, fee, params)
-    check_value_preserved(inputs, utxo, outputs, fee)
+    check_value_preserved(inputs, utxo, outputs, fee, minted)
     produced = {
         utxo_mod.txin_key(tx.tx_id, out.ix): pycardano.TransactionOutput(
             out.address, _to_amount(out.coin, out.assets)
         )
         for out in outputs
     }
-    return ValidatedTx(tx_id=tx.tx_id, cbor_hex=cbor_hex, spent=tuple(inputs), produced=produced)
+    return ValidatedTx(
+        tx_id=tx.tx_id, cbor_hex=cbor_hex, spent=tuple(inputs), produced=produced, minted=minted
+    )
 
 
 def _blake2b256(data: bytes) -> bytes:

@@ -6,6 +6,11 @@ node's clients. The head state is event-sourced: a restarted devnet rebuilds it 
 node 0's log, as hydra-node does from its persistence directory. This module knows nothing of
 HTTP; :mod:`hydrafed.hydra.devnet.server` puts it on sockets. It is the head itself, emulated;
 the head lifecycle driver that simulate and the operator use is a client of it (or of a real head).
+
+Time: the emulated L1 makes one block per slot of ``SLOT_LENGTH`` seconds from a system start
+kept in ``chain.json``; the head's current slot, like hydra-node's, is the slot of the last L1
+block, so ledger validity intervals and native-script time locks are judged against it (in the
+head and on the emulated L1 alike). Tests move the chain on with :meth:`Head.advance_slots`.
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 
 NODE_VERSION = "2.3.0-hydrafed-devnet"
 JSON = dict[str, Any]
+
+#: Seconds per slot of the emulated L1 (mainnet's and preprod's length: one slot per second).
+SLOT_LENGTH = 1.0
 
 #: The zero-fee parameters hydra-node's demo uses in a head (fees 0, min-ADA still applies).
 DEFAULT_PROTOCOL_PARAMETERS: JSON = {
@@ -156,7 +164,13 @@ class Head:
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_scheduled = False
         self._settled: asyncio.Event | None = None
-        self.started_at = dt.datetime.now(dt.UTC)
+        self.system_start = dt.datetime.now(dt.UTC)
+        self.slot_offset = 0  # slots added by advance_slots, persisted in chain.json
+        self._confirmed_json: dict[str, JSON] = {}  # UTxO of the last confirmed snapshot
+        self.committed_assets: dict[ledger.AssetKey, int] = {}  # what deposits brought in
+        #: Parties whose emulated node withholds its snapshot signature (AckSn): no snapshot
+        #: is confirmed while this is non-empty, as in a real head.
+        self.withholding: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
     def open_logs(self) -> None:
@@ -167,6 +181,7 @@ class Head:
         l1_path = self.state_dir / "l1.json"
         if l1_path.exists():
             self.l1 = utxo_mod.utxo_from_json(json.loads(l1_path.read_text()))
+        self._load_chain()
         for msg in self.nodes[0].history:
             self._replay(msg)
         self._files = [node.path.open("a", buffering=1) for node in self.nodes]
@@ -190,6 +205,42 @@ class Head:
         tx_id = blake2b256(f"hydrafed-devnet-genesis:{seed}".encode()).hex()
         self.l1[utxo_mod.txin_key(tx_id, 0)] = pycardano.TransactionOutput(address, lovelace)
         self._save_l1()
+
+    def _load_chain(self) -> None:
+        """The emulated chain's clock: its system start and the slots tests added (chain.json)."""
+        path = self.state_dir / "chain.json"
+        if path.exists():
+            data = json.loads(path.read_text())
+            self.system_start = dt.datetime.strptime(data["systemStart"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+                tzinfo=dt.UTC
+            )
+            self.slot_offset = int(data.get("slotOffset", 0))
+        else:
+            self._save_chain()
+
+    def _save_chain(self) -> None:
+        data = {
+            "systemStart": now_iso(self.system_start),
+            "slotLength": SLOT_LENGTH,
+            "slotOffset": self.slot_offset,
+        }
+        path = self.state_dir / "chain.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data) + "\n")
+        tmp.replace(path)
+
+    def current_slot(self) -> int:
+        """The slot of the emulated L1's latest block: the head's "now" for validity intervals."""
+        elapsed = (dt.datetime.now(dt.UTC) - self.system_start).total_seconds()
+        return self.slot_offset + int(elapsed // SLOT_LENGTH)
+
+    def advance_slots(self, slots: int) -> int:
+        """Move the emulated chain ``slots`` ahead (tests of time locks); returns the new slot."""
+        if slots < 0:
+            raise ValueError("slots: the chain only moves forward")
+        self.slot_offset += slots
+        self._save_chain()
+        return self.current_slot()
 
     def _save_l1(self) -> None:
         path = self.state_dir / "l1.json"
@@ -218,6 +269,7 @@ class Head:
             self.status, self.head_id, self.ever_opened = "Open", msg["headId"], True
             self.utxo, self.snapshot_number, self.version, self.last_snapshot = {}, 0, 0, None
             self._utxo_json, self._utxo_text = {}, None
+            self._confirmed_json, self.committed_assets = {}, {}
         elif tag == "SnapshotConfirmed":
             snap = msg["snapshot"]
             self.snapshot_number = snap["number"]
@@ -225,6 +277,7 @@ class Head:
             if not live:  # live, self.utxo already is this snapshot's UTxO
                 self.utxo = utxo_mod.utxo_from_json(snap["utxo"])
                 self._utxo_json, self._utxo_text = dict(snap["utxo"]), None
+            self._confirmed_json = dict(snap["utxo"])
             self.last_snapshot = msg
         elif tag == "CommitRecorded":
             self.deposits[msg["pendingDeposit"]] = {
@@ -240,8 +293,12 @@ class Head:
             if not self.deposits and self._settled is not None:
                 self._settled.set()
             if dep is not None:
-                self.utxo.update(utxo_mod.utxo_from_json(dep["utxo"]))
+                entering = utxo_mod.utxo_from_json(dep["utxo"])
+                self.utxo.update(entering)
                 self._utxo_json.update(dep["utxo"])
+                self._confirmed_json.update(dep["utxo"])
+                for key, q in _assets(entering.values()).items():
+                    self.committed_assets[key] = self.committed_assets.get(key, 0) + q
                 self._utxo_text = None
                 self.version += 1
         elif tag == "HeadIsClosed":
@@ -333,9 +390,6 @@ class Head:
             "configuredPeers": "",
         }
 
-    def current_slot(self) -> int:
-        return int((dt.datetime.now(dt.UTC) - self.started_at).total_seconds())
-
     def greetings(self, i: int, snapshot_utxo: bool) -> JSON:
         msg: JSON = {
             "tag": "Greetings",
@@ -379,7 +433,7 @@ class Head:
         elif isinstance(parsed, messages.Close | messages.SafeClose) and self.status == "Open":
             self.close()
         elif isinstance(parsed, messages.Fanout) and self.status == "FanoutPossible":
-            self.fanout()
+            self.fanout(node)
         else:
             self._command_failed(node, parsed)
 
@@ -406,6 +460,7 @@ class Head:
                 self.params,
                 self.config.network,
                 claimed if isinstance(claimed, str) else None,
+                current_slot=self.current_slot(),
             )
         except ledger.LedgerRuleError as exc:
             # Bounded and not replayed: an invalid tx costs its sender's bytes, not the head's
@@ -440,9 +495,23 @@ class Head:
             "multiSignature": [bytes(p.hydra_signing_key.sign(message)).hex() for p in self.config.parties]
         }
 
+    def withhold_snapshot_signature(self, party: int, withhold: bool = True) -> None:
+        """Emulate party ``party``'s node refusing (or again sending) its snapshot signature.
+
+        Every snapshot needs every party's signature, so while any party withholds, txs are
+        still validated (TxValid) but never confirmed, and Close takes the last confirmed
+        snapshot: the only way on is closing the head and acting on L1 after fanout.
+        """
+        if withhold:
+            self.withholding.add(party)
+            return
+        self.withholding.discard(party)
+        if not self.withholding and self.pending_txs and self.status == "Open":
+            self._snapshot()
+
     def _snapshot(self, utxo_to_commit: JSON | None = None) -> None:
         self._snapshot_scheduled = False
-        if self.status != "Open" or (not self.pending_txs and utxo_to_commit is None):
+        if self.status != "Open" or (not self.pending_txs and utxo_to_commit is None) or self.withholding:
             return
         confirmed, self.pending_txs = self.pending_txs, []
         snapshot = {
@@ -464,6 +533,10 @@ class Head:
         )
 
     def close(self) -> None:
+        if self.pending_txs:  # never confirmed (a party withheld its signature): not closed with
+            self.pending_txs = []
+            self.utxo = utxo_mod.utxo_from_json(self._confirmed_json)
+            self._utxo_json, self._utxo_text = dict(self._confirmed_json), None
         deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.config.contestation_period)
         self.emit(
             {
@@ -486,7 +559,51 @@ class Head:
 
         self._timers.append(asyncio.get_running_loop().call_later(delay, ready))
 
-    def fanout(self) -> None:
+    def net_mint(self) -> dict[ledger.AssetKey, int]:
+        """Tokens minted (positive) or burned (negative) inside the head and not undone there.
+
+        The head's L1 output holds exactly what deposits brought in, and a fanout never mints
+        or burns, so the fanout can only balance when this is empty.
+        """
+        held = _assets(self.utxo.values())
+        keys = set(held) | set(self.committed_assets)
+        diff = {k: held.get(k, 0) - self.committed_assets.get(k, 0) for k in keys}
+        return {k: q for k, q in sorted(diff.items()) if q}
+
+    def fanout_refusal(self) -> str | None:
+        """Why the fanout cannot succeed, or None."""
+        minted = self.net_mint()
+        if not minted:
+            return None
+        assets = ", ".join(f"{p.hex()}.{n.hex()} {q:+d}" for (p, n), q in minted.items())
+        return (
+            f"FanoutTx cannot balance: the head holds a net mint of {assets} that its L1 output "
+            "does not have (a fanout never mints or burns); burn those tokens inside the head, and "
+            "mint on L1 after the fanout instead"
+        )
+
+    def fanout(self, node: int = 0) -> None:
+        refusal = self.fanout_refusal()
+        if refusal is not None:
+            log.warning("devnet: refusing Fanout: %s", refusal)
+            self.send_local(
+                node,
+                {
+                    "tag": "PostTxOnChainFailed",
+                    "postChainTx": {
+                        "tag": "FanoutTx",
+                        "utxo": self.utxo_json(),
+                        "utxoToCommit": None,
+                        "utxoToDecommit": None,
+                        "utxoForProof": self.utxo_json(),
+                        "headSeed": (self.head_id or "")[:32],
+                        "contestationDeadline": now_iso(self.contestation_deadline),
+                    },
+                    "postTxError": {"tag": "FailedToConstructFanoutTx"},
+                    "devnetReason": refusal,
+                },
+            )
+            return
         final = self.utxo_json()
         self.l1.update(self.utxo)
         self._save_l1()
@@ -519,7 +636,9 @@ class Head:
         cbor_hex = envelope.get("cborHex")
         if not isinstance(cbor_hex, str):
             raise ledger.LedgerRuleError("DecoderFailure: cborHex is missing")
-        valid = ledger.validate_tx(cbor_hex, self.l1, self.params, self.config.network)
+        valid = ledger.validate_tx(
+            cbor_hex, self.l1, self.params, self.config.network, current_slot=self.current_slot()
+        )
         deposit = self.drafted_deposits.get(valid.tx_id)
         if deposit is not None and self.status != "Open":
             raise ledger.LedgerRuleError("Head is not open")  # refused before any L1 output is spent
@@ -569,8 +688,8 @@ class Head:
 
         def activate() -> None:
             dep = self.deposits.get(tx_id)
-            if dep is None or self.status != "Open":
-                return
+            if dep is None or self.status != "Open" or self.withholding:
+                return  # a withheld signature blocks the deposit's snapshot too
             if not dep["activated"]:
                 self.emit(
                     {
@@ -586,6 +705,19 @@ class Head:
             self.emit({"tag": "CommitFinalized", "headId": self.head_id, "depositTxId": tx_id})
 
         self._timers.append(asyncio.get_running_loop().call_later(delay, activate))
+
+
+def _assets(outputs: Any) -> dict[ledger.AssetKey, int]:
+    """Native assets summed over pycardano outputs (ADA left out)."""
+    total: dict[ledger.AssetKey, int] = {}
+    for out in outputs:
+        amount = out.amount
+        if isinstance(amount, pycardano.Value):
+            for policy, named in amount.multi_asset.items():
+                for name, q in named.items():
+                    key = (bytes(policy.payload), bytes(name.payload))
+                    total[key] = total.get(key, 0) + q
+    return total
 
 
 def _shown_envelope(envelope: JSON) -> JSON:
