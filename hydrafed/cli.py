@@ -244,6 +244,64 @@ def simulate(
     )
 
 
+@app.command("audit")
+def audit_command(
+    run_dir: Annotated[
+        Path | None, typer.Argument(help="A `hydrafed simulate --out` folder (ledger, report, buckets).")
+    ] = None,
+    worker_config: Annotated[
+        Path | None,
+        typer.Option(
+            "--worker-config", help="A deployment: a party's worker config (spec, members, grants)."
+        ),
+    ] = None,
+    ledger: Annotated[
+        Path | None, typer.Option("--ledger", help="The ledger record: a node's history as JSON lines.")
+    ] = None,
+    node_url: Annotated[
+        str | None, typer.Option("--node-url", help="Read the ledger record from this hydra-node's history.")
+    ] = None,
+    final_sha256: Annotated[
+        str | None, typer.Option("--final-sha256", help="A claimed final model digest to check.")
+    ] = None,
+    nft_asset: Annotated[
+        str | None, typer.Option("--nft-asset", help="The provenance NFT's asset name (hex) to check.")
+    ] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write the report as JSON here.")
+    ] = None,
+) -> None:
+    """Re-derive every round from the ledger and the buckets; exit 1 naming the first difference."""
+    from hydrafed.worker import audit_inputs, audit_output
+    from hydrafed.worker.audit import run_audit
+
+    claims: dict[str, str] = {}
+    for flag, value in (("--final-sha256", final_sha256), ("--nft-asset", nft_asset)):
+        if value is not None:
+            if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
+                raise errors.ConfigError(f"{flag} {value!r}: expected a sha256, 64 hex characters")
+            claims[flag.removeprefix("--")] = value.lower()
+    if (run_dir is None) == (worker_config is None):
+        raise errors.ConfigError("pass a simulate run folder (RUN_DIR) or --worker-config FILE, not both")
+    if run_dir is not None:
+        if node_url is not None:
+            raise errors.ConfigError("--node-url: a simulate run's head is closed; use RUN_DIR or --ledger")
+        inputs = audit_inputs.from_run_dir(run_dir, ledger=ledger, extra_claims=claims)
+    else:
+        assert worker_config is not None
+        inputs = audit_inputs.from_worker_config(
+            worker_config, ledger=ledger, node_url=node_url, extra_claims=claims
+        )
+    report = run_audit(inputs)
+    audit_output.print_report(report, Console())
+    if json_out is not None:
+        audit_output.write_json(report, json_out)
+    failure = audit_output.failure_line(report)
+    if failure is not None:
+        err_console.print(f"[bold red]{failure}[/]")
+        raise typer.Exit(1)
+
+
 keys_app = typer.Typer(help="Hydra and Cardano payment key files.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 app.command("operator")(operator_cli.operator_command)

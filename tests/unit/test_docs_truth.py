@@ -288,7 +288,7 @@ PROBE = "docs/probe.md"
         ("See `hydrafed/no_such_module.py`.", "`hydrafed/no_such_module.py` does not exist"),
         ("Cases in `tests/nowhere/`.", "`tests/nowhere/` does not exist"),
         ("The table: `devnet/head.py`.", "`devnet/head.py` is not the tail"),
-        ("Run `hydrafed audit`.", "`hydrafed audit` is not a command"),
+        ("Run `hydrafed rewind`.", "`hydrafed rewind` is not a command"),
         ("Run `hydrafed keys rotate`.", "`hydrafed keys rotate` is not a command"),
         ("```\n$ .venv/bin/hydrafed frobnicate --x\n```", "`hydrafed frobnicate` is not a command"),
         ("Rerun: `python -m bench.no_such_bench`.", "no module bench/no_such_bench.py"),
