@@ -113,8 +113,8 @@ class RoundAudit:
     aggregate_sha256: str | None
     """``state_sha256`` of the audit's own aggregate of the round; None when it could not run."""
     reproduced: bool | None
-    """The aggregate equals what the next round's members (or the final claims) started from;
-    None when nothing claims it (the last round without final claims)."""
+    """Some member of the next round started from the aggregate (the last round: some final
+    claim names it); False when none did; None when nothing claims it (no final claims)."""
     findings: list[Finding]
 
     @property
@@ -535,7 +535,7 @@ class _Auditor:
         if audits and inputs.final_claims and final_sha is not None:
             last = audits[-1]
             audits[-1] = dataclasses.replace(
-                last, reproduced=not final_found, findings=[*last.findings, *final_found]
+                last, reproduced=len(final_found) < len(claims), findings=[*last.findings, *final_found]
             )
         findings.extend(final_found)
         seconds = {**self.seconds, "total": time.perf_counter() - started}
