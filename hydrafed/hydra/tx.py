@@ -205,6 +205,81 @@ def build_announcement_tx(
         ``GET /protocol-parameters`` JSON: the fee and min-ADA rules come from it.
     """
     _metric_keys_ok(announcement.metrics)
+    return _build_metadata_tx(
+        announcement_metadata(announcement),
+        keys=keys,
+        utxo=utxo,
+        peer_addresses=peer_addresses,
+        lovelace_per_peer=lovelace_per_peer,
+        protocol_parameters=protocol_parameters,
+        network=network,
+        label=label,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Cutoff:
+    """A party's claim that a quorum round may end: the first confirmed one fixes its members.
+
+    Metadata ``{fed, round, party, cutoff: 1, specHash}`` under the announcements' label; the tx
+    pays no peer, it only spends and returns the sender's change (``hydrafed.rounds`` decides).
+    """
+
+    fed: str
+    round: int
+    party: str
+    spec_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if self.round < 1:
+            raise errors.ConfigError(f"cutoff.round: {self.round} must be >= 1")
+
+
+def cutoff_metadata(c: Cutoff) -> dict[str, Any]:
+    """The metadata map of a cutoff stored under the label."""
+    return {
+        "fed": split_string(c.fed),
+        "round": c.round,
+        "party": split_string(c.party),
+        "cutoff": 1,
+        "specHash": split_string(c.spec_hash),
+    }
+
+
+def build_cutoff_tx(
+    cutoff: Cutoff,
+    *,
+    keys: keys_mod.PartyKeys,
+    utxo: Mapping[str, Any],
+    protocol_parameters: Mapping[str, Any],
+    network: keys_mod.NetworkName = "testnet",
+    label: int = DEFAULT_LABEL,
+) -> dict[str, str]:
+    """Build and sign a round cutoff tx (the party's outputs back to itself, less the fee)."""
+    return _build_metadata_tx(
+        cutoff_metadata(cutoff),
+        keys=keys,
+        utxo=utxo,
+        peer_addresses=[],
+        lovelace_per_peer=0,
+        protocol_parameters=protocol_parameters,
+        network=network,
+        label=label,
+    )
+
+
+def _build_metadata_tx(
+    metadata: Mapping[str, Any],
+    *,
+    keys: keys_mod.PartyKeys,
+    utxo: Mapping[str, Any],
+    peer_addresses: Sequence[str | pycardano.Address],
+    lovelace_per_peer: int,
+    protocol_parameters: Mapping[str, Any],
+    network: keys_mod.NetworkName,
+    label: int,
+) -> dict[str, str]:
+    """One signed tx: the sender's outputs in, ``lovelace_per_peer`` to each peer, change, metadata."""
     params = ledger.LedgerParams.from_json(protocol_parameters)
     own = keys.address(network)
     chosen = select_inputs(utxo, own)
@@ -229,7 +304,7 @@ def build_announcement_tx(
             )
         outputs.append([raw, lovelace_per_peer])
 
-    aux_cbor = cbor2.dumps(cbor2.CBORTag(259, {0: {label: announcement_metadata(announcement)}}))
+    aux_cbor = cbor2.dumps(cbor2.CBORTag(259, {0: {label: dict(metadata)}}))
     aux_hash = hashlib.blake2b(aux_cbor, digest_size=32).digest()
     own_raw = bytes(own.to_primitive())
     vkey = bytes(keys.payment_verification_key.payload)
@@ -301,6 +376,32 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
         )
     except (KeyError, ValueError, TypeError, errors.HydrafedError, cbor2.CBORDecodeError) as exc:
         log.debug("tx %s: label %d metadata is not an announcement: %s", envelope.get("txId"), label, exc)
+        return None
+
+
+def decode_cutoff(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> Cutoff | None:
+    """The round cutoff in a confirmed tx envelope, or None if the tx carries none (untrusted input)."""
+    try:
+        spans = cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))
+        if len(spans) < 4:
+            return None
+        meta = _metadata_map(cbor2.loads(spans[3]))
+        if meta is None or label not in meta:
+            return None
+        m = meta[label]
+        if not isinstance(m, Mapping) or m.get("cutoff") != 1:
+            return None
+        rnd = m["round"]
+        if not isinstance(rnd, int):
+            raise ValueError("round must be an integer")
+        return Cutoff(
+            fed=join_string(m["fed"]),
+            round=rnd,
+            party=join_string(m["party"]),
+            spec_hash=join_string(m.get("specHash", "")),
+        )
+    except (KeyError, ValueError, TypeError, errors.HydrafedError, cbor2.CBORDecodeError) as exc:
+        log.debug("tx %s: label %d metadata is not a cutoff: %s", envelope.get("txId"), label, exc)
         return None
 
 

@@ -312,6 +312,7 @@ def worker_config(ctx: LocalParty) -> spec.WorkerConfig:
                 key_hash=m.key_hash,
                 bucket=m.bucket,
                 grant_file=None if m.name == ctx.party.name else f"{GRANTS_DIR}/{m.name}",
+                max_samples=m.max_samples,
             )
             for m in members
         ],

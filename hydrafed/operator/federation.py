@@ -109,7 +109,7 @@ class Follower:
             if isinstance(output, messages.HeadIsOpen) and output.head_id != self.head_id:
                 # A new head: the announcements of an earlier head on this node are not ours.
                 self.head_id = output.head_id
-                self.book = rounds.RoundBook(self.book.fed, self.book.spec_hash, self.book.members)
+                self.book = self.book.fresh()
                 self.last_snapshot = None
             elif isinstance(output, messages.TxValid) and index > self.live_since:
                 self.tx_valid_at[output.transaction_id] = time.monotonic()
@@ -281,7 +281,14 @@ class FederationRunner:
                         else f"check StatefulSet {ctx.node_name} (`kubectl logs statefulset/{ctx.node_name}`)"
                     ),
                 )
-            book = rounds.RoundBook(self.name, key[1], members)
+            book = rounds.RoundBook(
+                self.name,
+                key[1],
+                members,
+                max_samples={m.name: m.max_samples for m in (ctx.me, *ctx.peers)},
+                total_rounds=ctx.spec.training.rounds,
+                quorum=ctx.spec.round_policy.quorum,
+            )
             self.follower = Follower(client, book)
             self.follower.start()
             self._follower_key = key

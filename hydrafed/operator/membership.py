@@ -51,6 +51,8 @@ class Member:
     key_hash: str
     bucket: str
     peer_address: str | None
+    max_samples: int | None = None
+    """The Party's spec.maxSamples: its announcements may claim no more."""
 
 
 def network_of(head: spec.HeadSpec) -> keys_mod.NetworkName:
@@ -65,6 +67,7 @@ def member_from_vkeys(
     bucket: str,
     peer: str | None,
     network: keys_mod.NetworkName,
+    max_samples: int | None = None,
 ) -> Member:
     vk = pycardano.PaymentVerificationKey(bytes.fromhex(cardano_vkey))
     return Member(
@@ -75,6 +78,7 @@ def member_from_vkeys(
         key_hash=bytes(vk.hash().payload).hex(),
         bucket=bucket,
         peer_address=peer,
+        max_samples=max_samples,
     )
 
 
@@ -166,6 +170,7 @@ def remote_member(party: PartyObject, network: keys_mod.NetworkName) -> Member:
         party.spec.bucket,
         party.spec.peer_address,
         network,
+        party.spec.max_samples,
     )
 
 
@@ -177,6 +182,7 @@ def local_member(party: PartyObject, keys: keys_mod.PartyKeys, network: keys_mod
         party.spec.bucket,
         party.spec.peer_address,
         network,
+        party.spec.max_samples,
     )
 
 

@@ -73,7 +73,9 @@ def party_config(config: spec.WorkerConfig) -> tuple[PartyConfig, NodeAccess]:
                     f"mount the read grant {member.name} exported"
                 )
             grant = Path(member.grant_file).read_text().strip()
-        members.append(Member(member.name, member.address, member.key_hash, member.bucket, grant))
+        members.append(
+            Member(member.name, member.address, member.key_hash, member.bucket, grant, member.max_samples)
+        )
     work_dir = Path(config.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
     party = PartyConfig(

@@ -3,15 +3,20 @@
 ``PartyWorker`` (the strategy side: train, aggregate) talks to the head only through a ``Ledger``,
 the way Flower's strategies talk to a Grid. Two implementations keep the same semantics:
 
-- ``HydraLedger``: production. Builds and signs the announcement tx, posts it to the party's own
-  hydra-node and reads confirmed snapshots through a ``RoundBook`` (federation, spec hash,
-  membership, the member's signature, first announcement per party and round).
+- ``HydraLedger``: production. Builds and signs the announcement (and round cutoff) txs, posts
+  them to the party's own hydra-node and reads confirmed snapshots through a ``RoundBook``, which
+  lets through only authentic items (federation, spec hash, membership, the member's signature).
 - ``InMemoryLedger``: every party of one event loop shares an ``InMemoryHead``; one global order
-  of announcements, first per party and round counted. For unit tests and benchmarks.
+  of announcements and cutoffs, each sent by the party whose handle submitted it. For unit tests
+  and benchmarks.
+
+Both stream every authentic item; which of them count is the party's ``rounds.RoundRules``'
+business (the same rules on every party, so the same members everywhere).
 
 Public API::
 
-    Ledger                                   # Protocol: async with, history(), confirmed(), submit()
+    Ledger                                   # Protocol: async with, history(), confirmed(), submit(),
+                                             # submit_cutoff()
     HydraLedger(api_url, keys, fed, spec, members, network="testnet")
     InMemoryHead(fed, members).ledger(party) -> InMemoryLedger
 """
@@ -30,7 +35,7 @@ from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
-from hydrafed.rounds import ConfirmedAnnouncement
+from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, ConfirmedCutoff
 from hydrafed.spec import FederationSpec
 
 
@@ -45,15 +50,15 @@ class Ledger(Protocol):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
 
-    def history(self) -> Sequence[ConfirmedAnnouncement]:
-        """The counted announcements confirmed before the ledger was entered, in ledger order.
+    def history(self) -> Sequence[Confirmed]:
+        """The authentic items confirmed before the ledger was entered, in ledger order.
 
         A restarted worker re-derives its completed rounds from this, without waiting on anyone.
         """
         ...
 
-    def confirmed(self) -> AsyncIterator[ConfirmedAnnouncement]:
-        """Counted announcements confirmed after ``history()``, in ledger order, as they come.
+    def confirmed(self) -> AsyncIterator[Confirmed]:
+        """Authentic items confirmed after ``history()``, in ledger order, as they come.
 
         Raises HeadError when the ledger can no longer be followed.
         """
@@ -61,6 +66,10 @@ class Ledger(Protocol):
 
     async def submit(self, announcement: tx_mod.Announcement) -> str:
         """Post our announcement; returns its tx id. Confirmation arrives through ``confirmed()``."""
+        ...
+
+    async def submit_cutoff(self, cutoff: tx_mod.Cutoff) -> str:
+        """Post our round cutoff (a quorum round may end); returns its tx id."""
         ...
 
 
@@ -99,7 +108,7 @@ class HydraLedger:
         # reads the UTxO over HTTP.
         self._client = client_mod.HydraClient(api_url, snapshot_utxo=False)
         self._params: dict[str, Any] = {}
-        self._history: list[ConfirmedAnnouncement] = []
+        self._history: list[Confirmed] = []
         self._position = 0
 
     @property
@@ -112,7 +121,8 @@ class HydraLedger:
         self._params = await self._client.get_protocol_parameters()
         self._position = self._client.position
         for output in self._client.events[: self._position]:
-            self._history.extend(self._book.observe(output))
+            self._book.observe(output)
+        self._history = list(self._book.stream)
         return self
 
     async def __aexit__(
@@ -120,14 +130,30 @@ class HydraLedger:
     ) -> None:
         await self._client.close()
 
-    def history(self) -> Sequence[ConfirmedAnnouncement]:
+    def history(self) -> Sequence[Confirmed]:
         return list(self._history)
 
-    async def confirmed(self) -> AsyncIterator[ConfirmedAnnouncement]:
+    async def confirmed(self) -> AsyncIterator[Confirmed]:
+        sent = len(self._history)
         async for output in self._client.subscribe(self._position):
-            for entry in self._book.observe(output):
-                yield entry
+            self._book.observe(output)
+            while sent < len(self._book.stream):
+                yield self._book.stream[sent]
+                sent += 1
         raise errors.HeadError(f"the hydra-node stream at {self._client.ws_url} ended")
+
+    async def submit_cutoff(self, cutoff: tx_mod.Cutoff) -> str:
+        utxo = await self._client.get_snapshot_utxo()
+        envelope = tx_mod.build_cutoff_tx(
+            cutoff,
+            keys=self._keys,
+            utxo=utxo,
+            protocol_parameters=self._params,
+            network=self._network,
+            label=self._spec.head.metadata_label,
+        )
+        await self._client.submit_transaction(envelope)
+        return str(envelope["txId"])
 
     async def submit(self, announcement: tx_mod.Announcement) -> str:
         utxo = await self._client.get_snapshot_utxo()
@@ -148,17 +174,15 @@ class HydraLedger:
 class InMemoryHead:
     """One ledger order shared by the parties of one event loop: the in-process twin of a head.
 
-    Counts like ``RoundBook``: announcements of another federation or a non-member are refused,
-    and only a party's first announcement of a round counts (a second is recorded as ignored).
+    Like ``RoundBook`` it lets through only authentic items: a handle submits for its own party
+    and federation only. Every submitted announcement and cutoff is confirmed, in order; which
+    count is decided by each party's ``RoundRules``, as with a real head.
     """
 
     def __init__(self, fed: str, members: Sequence[str]) -> None:
         self.fed = fed
         self.members = frozenset(members)
-        self.entries: list[ConfirmedAnnouncement] = []
-        self.ignored: list[str] = []
-        """Tx ids of announcements that did not count (a party's second for a round)."""
-        self._counted: set[tuple[int, str]] = set()
+        self.entries: list[Confirmed] = []
         self._changed = asyncio.Event()
 
     def ledger(self, party: str) -> InMemoryLedger:
@@ -167,16 +191,14 @@ class InMemoryHead:
             raise errors.ConfigError(f"party {party!r} is not a member of {sorted(self.members)}")
         return InMemoryLedger(self, party)
 
-    def _confirm(self, announcement: tx_mod.Announcement) -> str:
-        a = announcement
-        body = json.dumps([a.fed, a.round, a.party, a.uri, a.sha256, len(self.entries), len(self.ignored)])
+    def _confirm(self, item: tx_mod.Announcement | tx_mod.Cutoff) -> str:
+        body = json.dumps([type(item).__name__, repr(item), len(self.entries)])
         tx_id = hashlib.sha256(body.encode()).hexdigest()
-        key = (announcement.round, announcement.party)
-        if key in self._counted:
-            self.ignored.append(tx_id)
-            return tx_id
-        self._counted.add(key)
-        self.entries.append(ConfirmedAnnouncement(announcement, tx_id, len(self.entries) + 1))
+        snapshot = len(self.entries) + 1
+        if isinstance(item, tx_mod.Cutoff):
+            self.entries.append(ConfirmedCutoff(item, tx_id, snapshot))
+        else:
+            self.entries.append(ConfirmedAnnouncement(item, tx_id, snapshot))
         self._changed.set()
         self._changed = asyncio.Event()
         return tx_id
@@ -187,7 +209,7 @@ class InMemoryHead:
 
 
 class InMemoryLedger:
-    """One member's handle on an ``InMemoryHead``; it may announce only for its own party."""
+    """One member's handle on an ``InMemoryHead``; it may submit only for its own party."""
 
     def __init__(self, head: InMemoryHead, party: str) -> None:
         self._head = head
@@ -203,10 +225,10 @@ class InMemoryLedger:
     ) -> None:
         return None
 
-    def history(self) -> Sequence[ConfirmedAnnouncement]:
+    def history(self) -> Sequence[Confirmed]:
         return list(self._head.entries[: self._start])
 
-    async def confirmed(self) -> AsyncIterator[ConfirmedAnnouncement]:
+    async def confirmed(self) -> AsyncIterator[Confirmed]:
         index = self._start
         while True:
             await self._head._wait(index)
@@ -214,12 +236,22 @@ class InMemoryLedger:
                 yield self._head.entries[index]
                 index += 1
 
-    async def submit(self, announcement: tx_mod.Announcement) -> str:
-        if announcement.party != self._party:
+    def _check_sender(self, item: tx_mod.Announcement | tx_mod.Cutoff) -> None:
+        kind = "cutoff" if isinstance(item, tx_mod.Cutoff) else "announcement"
+        if item.party != self._party:
+            verb = "cut off" if kind == "cutoff" else "announce"
             raise errors.ConfigError(
-                f"{self._party} cannot announce for {announcement.party!r}: a ledger handle is one party's"
+                f"{self._party} cannot {verb} for {item.party!r}: a ledger handle is one party's"
             )
-        if announcement.fed != self._head.fed:
-            raise errors.ConfigError(f"announcement.fed {announcement.fed!r} is not {self._head.fed!r}")
+        if item.fed != self._head.fed:
+            raise errors.ConfigError(f"{kind}.fed {item.fed!r} is not {self._head.fed!r}")
+
+    async def submit(self, announcement: tx_mod.Announcement) -> str:
+        self._check_sender(announcement)
         await asyncio.sleep(0)  # a real submit yields to the loop; so does this one
         return self._head._confirm(announcement)
+
+    async def submit_cutoff(self, cutoff: tx_mod.Cutoff) -> str:
+        self._check_sender(cutoff)
+        await asyncio.sleep(0)
+        return self._head._confirm(cutoff)

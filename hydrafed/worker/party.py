@@ -4,8 +4,10 @@ The same code runs in a Kubernetes worker Job (``hydrafed worker``), in ``hydraf
 (one process per party) and in process for tests and benchmarks. It is given everything it talks
 to: training through a ``LocalTask``, the head through a ``Ledger`` (``worker.ledger``: the party's
 hydra-node in production, an in-memory head in process), its own bucket and the peers' read-only
-stores. The round's members are what the confirmed ledger says, sorted by party, so every party
-aggregates the same updates and ends each round with bit-identical weights.
+stores. The round's members are what the confirmed ledger says (``rounds.RoundRules``: the same rule on
+every party), sorted by party; an update whose bytes fail the sha256 or the ``fit.check_fits``
+gate is excluded by every party alike (``screen_update``) and the round goes on with the rest, so
+every party aggregates the same updates and ends each round with bit-identical weights.
 
 Public API::
 
@@ -13,6 +15,7 @@ Public API::
     PartyConfig(fed, name, members, spec, work_dir)                       # picklable
     PartyWorker(config, task, ledger, store, peer_stores, *, progress=None).run() -> PartyResult
     load_peer_update(store, entry, dest, reference) -> Update            # verify + safetensors load
+    screen_update(store, entry, dest, reference) -> Screened             # the same, as a verdict
     state_sha256(tensors) -> str                                          # digest of a global state
 """
 
@@ -35,7 +38,7 @@ import torch
 from hydrafed import errors
 from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import tx as tx_mod
-from hydrafed.rounds import ConfirmedAnnouncement, Rounds
+from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, RoundRules
 from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker import phases
@@ -65,6 +68,8 @@ class Member:
     bucket: str
     grant: str = dataclasses.field(default="", repr=False)
     """Read credential the member shared for its round objects (a secret: not in repr)."""
+    max_samples: int | None = None
+    """The most samples the member's announcements may claim (its Party's maxSamples); None: 10^12."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +105,12 @@ class RoundReport:
     started_at: float = 0.0
     """Epoch seconds when this party began the round (training), and when it had evaluated."""
     finished_at: float = 0.0
+    excluded: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Members whose counted announcement was left out after download: party -> code
+    (HashMismatch, BadUpdate)."""
+    missed: bool = False
+    """This party's own update is not in the round (its announcement came after the cutoff):
+    it took the round's aggregate and went on."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,6 +123,9 @@ class PartyResult:
     final_sha256: str
     announcements: list[dict[str, Any]]
     """Every counted announcement as this party's ledger saw it (round, party, txId, uri, sha256...)."""
+    ignored: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Every confirmed tx that did not count (txId, party, round, code, reason, offence), in
+    ledger order, then the updates excluded after download (code HashMismatch or BadUpdate)."""
 
 
 def state_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -161,6 +175,40 @@ def load_peer_update(
     check_fits(tensors, reference, whose=f"{ann.party}'s round {ann.round} update")
     verified = time.perf_counter()
     return Update(ann.party, ann.samples, tensors), downloaded - started, verified - downloaded
+
+
+@dataclasses.dataclass(frozen=True)
+class Screened:
+    """The verdict on one counted announcement's bytes: its update, or why it is excluded."""
+
+    party: str
+    update: Update | None
+    code: str = ""
+    """"" when accepted; HashMismatch (bytes differ from the announced sha256, or too large) or
+    BadUpdate (not safetensors, or fails ``fit.check_fits``: names, shapes, dtypes, NaN/inf)."""
+    reason: str = ""
+    download_seconds: float = 0.0
+    verify_seconds: float = 0.0
+
+
+def screen_update(
+    store: UpdateStore, entry: ConfirmedAnnouncement, dest: Path, reference: Mapping[str, torch.Tensor]
+) -> Screened:
+    """``load_peer_update`` as a verdict: the same on every party for the same announced object.
+
+    An object that matches the on-ledger sha256 is the same bytes for every reader, and the gate
+    is a pure function of those bytes and the model's shapes, so every party excludes the same
+    updates. A missing or unreachable object is not a verdict: its StorageError propagates.
+    """
+    party = entry.announcement.party
+    started = time.perf_counter()
+    try:
+        update, download_s, verify_s = load_peer_update(store, entry, dest, reference)
+    except errors.IntegrityError as exc:
+        return Screened(party, None, "HashMismatch", str(exc), time.perf_counter() - started)
+    except errors.AggregationError as exc:
+        return Screened(party, None, "BadUpdate", str(exc), time.perf_counter() - started)
+    return Screened(party, update, download_seconds=download_s, verify_seconds=verify_s)
 
 
 def _finite(metrics: Mapping[str, float], state: Mapping[str, torch.Tensor]) -> bool:
@@ -213,8 +261,10 @@ class PartyWorker:
             )
         self.peer_stores = dict(peer_stores)
         self.spec_hash = rounds_mod.spec_hash(self.spec)
-        self.book = Rounds(list(self.members))
-        self.aggregator = get_aggregator(self.spec.training.aggregation)
+        self.book = RoundRules.for_spec(
+            list(self.members), self.spec, {m.name: m.max_samples for m in config.members}
+        )
+        self.aggregator = get_aggregator(self.spec.training.aggregation, self.spec.training.robust)
         self.work_dir = Path(config.work_dir)
         self._book_changed = asyncio.Event()
         self._samples = 0
@@ -223,6 +273,15 @@ class PartyWorker:
         self._evaluations: dict[int, tuple[dict[str, float], float]] = {}
         self._global_digest: str | None = None
         """``state_sha256`` of the loaded global weights (the last aggregate); None: not yet hashed."""
+        self._seen_tx: set[str] = set()
+        self._pending_tx: set[str] = set()
+        """Our cutoff txs not yet seen confirmed: the next tx must not spend the same outputs."""
+        self._quorum_at: dict[int, float] = {}
+        """Round -> when (our monotonic clock) we first saw its quorum of counted announcements."""
+        self._cut: set[int] = set()
+        """Rounds we submitted a cutoff for."""
+        self._screened: list[tuple[int, Screened]] = []
+        """Every exclusion after download, in the order we decided them (round, verdict)."""
 
     def _report(self, round_no: int, state: State, **extra: Any) -> None:
         self.progress({"party": self.config.name, "round": round_no, "state": state, **extra})
@@ -232,7 +291,7 @@ class PartyWorker:
         records: list[RoundReport] = []
         async with self.ledger:
             for entry in self.ledger.history():
-                self.book.add(entry)
+                self._take(entry)
             follower = asyncio.create_task(self._follow())
             self._follower = follower
             try:
@@ -246,7 +305,19 @@ class PartyWorker:
         records = [self._with_evaluation(record) for record in records]
         final = records[-1].global_sha256 if records else state_sha256(self.task.exchanged_state())
         self._report(len(records), State.DONE, final_sha256=final)
-        return PartyResult(self.config.name, self._samples, records, final, self._ledger())
+        return PartyResult(
+            self.config.name, self._samples, records, final, self._ledger(), self._ignored_rows()
+        )
+
+    def outgoing_update(
+        self, round_no: int, state: dict[str, torch.Tensor], samples: int
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Bench tool, not an option: what this party uploads and claims; here what it trained.
+
+        ``bench/robust.py`` subclasses the worker to play a hostile party (its update scaled,
+        sign-flipped, NaN, or its samples inflated after its own checks); nothing configures it.
+        """
+        return state, samples
 
     async def _resume(self) -> tuple[int, dict[str, torch.Tensor] | None]:
         """Where a restarted party picks up: the first round the ledger has not completed.
@@ -260,9 +331,11 @@ class PartyWorker:
         while round_no <= self.spec.training.rounds and self.book.is_complete(round_no):
             reference = self.task.exchanged_state()
             entries = self.book.round_announcements(round_no)
-            loaded = await asyncio.to_thread(self._load_round, entries, reference, round_no)
-            own = next(u for u in loaded if u.party == self.config.name)
-            aggregated = self.aggregator.aggregate(loaded, current=own.tensors, state=agg_state)
+            screened = await asyncio.to_thread(self._load_round, entries, reference, round_no)
+            loaded = [v.update for v in screened if v.update is not None]
+            for verdict in screened:
+                self._exclude(round_no, verdict)
+            aggregated = self._aggregate(round_no, loaded, reference, agg_state)
             self.task.load_exchanged_state(aggregated.tensors)
             agg_state = aggregated.state
             self._global_digest = state_sha256(aggregated.tensors)
@@ -274,20 +347,57 @@ class PartyWorker:
 
     def _load_round(
         self, entries: list[ConfirmedAnnouncement], reference: Mapping[str, torch.Tensor], round_no: int
-    ) -> list[Update]:
-        """Every update of a completed round (our own from our bucket), verified, in ledger order."""
+    ) -> list[Screened]:
+        """Every update of a completed round (our own from our bucket), screened, in ledger order."""
         inbox = self.work_dir / f"resume-{round_no}"
         inbox.mkdir(parents=True, exist_ok=True)
-        updates = []
+        verdicts = []
         for entry in entries:
             party = entry.announcement.party
             store = self.store if party == self.config.name else self.peer_stores.get(party)
             if store is None:
                 raise errors.ConfigError(f"no read grant from {party}: ask {party} to share its bucket")
-            update, _, _ = load_peer_update(store, entry, inbox / f"{party}.safetensors", reference)
-            updates.append(update)
+            verdicts.append(screen_update(store, entry, inbox / f"{party}.safetensors", reference))
         shutil.rmtree(inbox, ignore_errors=True)
-        return updates
+        return verdicts
+
+    def _take(self, item: Confirmed) -> None:
+        """One authentic item from the ledger, through the round rules."""
+        self._seen_tx.add(item.tx_id)
+        self._pending_tx.discard(item.tx_id)
+        self.book.apply(item)
+
+    def _exclude(self, round_no: int, verdict: Screened) -> None:
+        """Record, log and report an update excluded after download (nothing if it was accepted)."""
+        if verdict.update is not None:
+            return
+        self._screened.append((round_no, verdict))
+        log.warning(
+            "%s: round %d: %s's update is excluded (%s): %s",
+            self.config.name,
+            round_no,
+            verdict.party,
+            verdict.code,
+            verdict.reason,
+        )
+        self._report(
+            round_no, State.EXCLUDED, offender=verdict.party, code=verdict.code, reason=verdict.reason
+        )
+
+    def _aggregate(
+        self,
+        round_no: int,
+        updates: list[Update],
+        start: Mapping[str, torch.Tensor],
+        agg_state: dict[str, torch.Tensor] | None,
+    ) -> AggregationResult:
+        """The round's aggregate from its usable updates; with none left the global model stays."""
+        if not updates:
+            log.warning(
+                "%s: round %d has no usable update: the global model stays", self.config.name, round_no
+            )
+            return AggregationResult(dict(start), dict(agg_state or {}))
+        return self.aggregator.aggregate(updates, current=start, state=agg_state)
 
     async def _evaluate_pending(self) -> float:
         """Evaluate the last aggregated global model, if not done yet; returns the seconds spent.
@@ -340,11 +450,38 @@ class PartyWorker:
                 )
         return rows
 
+    def _ignored_rows(self) -> list[dict[str, Any]]:
+        """What did not count: the ledger's ignored txs, then the updates excluded after download."""
+        rows = [
+            {
+                "txId": i.tx_id,
+                "party": i.party,
+                "round": i.round,
+                "code": i.code,
+                "reason": i.reason,
+                "offence": i.offence,
+            }
+            for i in self.book.ignored
+        ]
+        for round_no, verdict in self._screened:
+            entry = self.book.rounds[round_no][verdict.party]
+            rows.append(
+                {
+                    "txId": entry.tx_id,
+                    "party": verdict.party,
+                    "round": round_no,
+                    "code": verdict.code,
+                    "reason": verdict.reason,
+                    "offence": True,
+                }
+            )
+        return rows
+
     async def _follow(self) -> None:
         try:
             async for entry in self.ledger.confirmed():
-                if self.book.add(entry):
-                    self._book_changed.set()
+                self._take(entry)
+                self._book_changed.set()
         finally:
             self._book_changed.set()
 
@@ -355,7 +492,10 @@ class PartyWorker:
             exc = None if follower.cancelled() else follower.exception()
             raise errors.HeadError(f"{self.config.name}: stopped following the head: {exc or 'stream ended'}")
 
-    async def _wait_until(self, condition: Callable[[], bool], what: str) -> None:
+    async def _wait_until(
+        self, condition: Callable[[], bool], what: str, *, wake_at: float | None = None
+    ) -> None:
+        """Until ``condition()`` holds, or (our monotonic clock) ``wake_at``; HeadError at the timeout."""
         timeout = float(self.spec.round_policy.timeout_seconds)
         deadline = time.monotonic() + timeout
         while not condition():
@@ -363,42 +503,75 @@ class PartyWorker:
             self._book_changed.clear()
             if condition():
                 return
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            if wake_at is not None and now >= wake_at:
+                return
+            remaining = deadline - now
             if remaining <= 0:
                 raise errors.HeadError(f"{self.config.name}: {what} not confirmed within {timeout:.0f}s")
+            if wake_at is not None:
+                remaining = min(remaining, wake_at - now)
             try:
                 await asyncio.wait_for(self._book_changed.wait(), remaining)
             except TimeoutError:
                 continue
 
+    def _cutoff_due(self, round_no: int) -> float | None:
+        """When we should submit the round's cutoff (monotonic), or None: no quorum policy, no
+        quorum yet, or already sent. Only the time is ours: the ledger's order decides the members."""
+        quorum = self.spec.round_policy.quorum
+        if quorum is None or round_no in self._cut or len(self.book.announced(round_no)) < quorum:
+            return None
+        seen = self._quorum_at.setdefault(round_no, time.monotonic())
+        return seen + self.spec.round_policy.grace_seconds
+
+    async def _submit_cutoff(self, round_no: int) -> None:
+        """Ask the head to end the round; the first confirmed cutoff fixes its members for all."""
+        self._cut.add(round_no)
+        cutoff = tx_mod.Cutoff(self.config.fed, round_no, self.config.name, self.spec_hash)
+        try:
+            tx_id = await self.ledger.submit_cutoff(cutoff)
+        except errors.HydrafedError as exc:  # another party's cutoff may well end the round
+            log.warning("%s: round %d cutoff not submitted: %s", self.config.name, round_no, exc)
+            return
+        if tx_id not in self._seen_tx:
+            self._pending_tx.add(tx_id)
+        log.info(
+            "%s: round %d cut off after %d announcements",
+            self.config.name,
+            round_no,
+            len(self.book.announced(round_no)),
+        )
+
     def _load_peers(
         self, entries: list[ConfirmedAnnouncement], inbox: Path, reference: Mapping[str, torch.Tensor]
-    ) -> list[tuple[Update, float, float]]:
-        """Download and verify each peer's announced update (``load_peer_update``), in order."""
+    ) -> list[Screened]:
+        """Download and screen each peer's announced update (``screen_update``), in order."""
         loaded = []
         for entry in entries:
             party = entry.announcement.party
             store = self.peer_stores.get(party)
             if store is None:
                 raise errors.ConfigError(f"no read grant from {party}: ask {party} to share its bucket")
-            loaded.append(load_peer_update(store, entry, inbox / f"{party}.safetensors", reference))
+            loaded.append(screen_update(store, entry, inbox / f"{party}.safetensors", reference))
         return loaded
 
     async def _gather_updates(
         self,
         round_no: int,
-        local_state: Mapping[str, torch.Tensor],
+        reference: Mapping[str, torch.Tensor],
         inbox: Path,
         timings: dict[str, float],
-    ) -> dict[str, Update]:
-        """Every peer's verified update for the round, fetched as its announcement is confirmed.
+    ) -> dict[str, Screened]:
+        """Every peer's screened update for the round, fetched as its announcement is confirmed.
 
         While the round is incomplete the party evaluates the previous round's global model and
         downloads what is already confirmed, so after the last announcement only the last update
-        is left to fetch. Records ``wait`` (without that work), ``download`` and ``verify``.
+        is left to fetch. With a quorum policy it submits the round's cutoff once the quorum has
+        stood for ``graceSeconds``. Records ``wait`` (without that work), ``download`` and ``verify``.
         """
         name = self.config.name
-        loaded: dict[str, Update] = {}
+        loaded: dict[str, Screened] = {}
         timings["download"] = timings["verify"] = 0.0
         busy = 0.0
 
@@ -410,12 +583,10 @@ class PartyWorker:
             nonlocal busy
             started = time.perf_counter()
             # One worker-thread hop per batch: each hop costs a wake-up of the event loop.
-            for update, download_s, verify_s in await asyncio.to_thread(
-                self._load_peers, unfetched(), inbox, local_state
-            ):
-                loaded[update.party] = update
-                timings["download"] += download_s
-                timings["verify"] += verify_s
+            for verdict in await asyncio.to_thread(self._load_peers, unfetched(), inbox, reference):
+                loaded[verdict.party] = verdict
+                timings["download"] += verdict.download_seconds
+                timings["verify"] += verdict.verify_seconds
             busy += time.perf_counter() - started
 
         started = time.perf_counter()
@@ -423,11 +594,16 @@ class PartyWorker:
         while not self.book.is_complete(round_no):
             if unfetched():
                 await fetch()
-            else:
-                await self._wait_until(
-                    lambda: self.book.is_complete(round_no) or bool(unfetched()),
-                    f"round {round_no} membership",
-                )
+                continue
+            due = self._cutoff_due(round_no)
+            if due is not None and due <= time.monotonic():
+                await self._submit_cutoff(round_no)
+                continue
+            await self._wait_until(
+                lambda: self.book.is_complete(round_no) or bool(unfetched()),
+                f"round {round_no} membership",
+                wake_at=due,
+            )
         timings["wait"] = time.perf_counter() - started - busy
         if unfetched():
             await fetch()
@@ -505,9 +681,11 @@ class PartyWorker:
             spec_hash=self.spec_hash,
             start_sha256=start_sha256,
         )
+        if self._pending_tx:  # our last cutoff spent the outputs this tx would spend: let it land
+            await self._wait_until(lambda: not self._pending_tx, f"round {round_no - 1} cutoff")
         tx_id = await self.ledger.submit(announcement)
         await self._wait_until(
-            lambda: name in self.book.announced(round_no), f"round {round_no} announcement"
+            lambda: self.book.outcome(round_no, name) is not None, f"round {round_no} announcement"
         )
         self._report(round_no, State.ANNOUNCED, txId=tx_id)
 
@@ -522,48 +700,65 @@ class PartyWorker:
         round_dir.mkdir(parents=True, exist_ok=True)
 
         started_at = time.time()
+        start_state = self.task.exchanged_state()  # the round's starting global model
+        if self._global_digest is None:  # round 1 of a fresh party: the initial weights
+            self._global_digest = state_sha256(start_state)
+        start_digest = self._global_digest
         already = self.book.rounds.get(round_no, {}).get(name)
+        own_update: Update | None = None
+        digest, uri, samples = "", "", 0
+        metrics: dict[str, float] = {}
         if already is not None:  # announced before a restart: take it from our bucket, not again
-            (own_update,) = await asyncio.to_thread(
-                self._load_round, [already], self.task.exchanged_state(), round_no
-            )
-            local_state, samples = dict(own_update.tensors), own_update.samples
+            (verdict,) = await asyncio.to_thread(self._load_round, [already], start_state, round_no)
+            own_update = verdict.update
+            samples = already.announcement.samples
             metrics = dict(already.announcement.metrics)
-            digest, uri = already.announcement.sha256, already.announcement.uri
+            digest = already.announcement.sha256
             timings.update(train=0.0, serialize=0.0, upload=0.0)
             self._samples = samples
+            if own_update is None:
+                self._exclude(round_no, verdict)
+        elif self.book.is_complete(round_no):  # cut off before we trained: take the aggregate
+            timings.update(train=0.0, serialize=0.0, upload=0.0)
         else:
-            if self._global_digest is None:  # round 1 of a fresh party: the initial weights
-                self._global_digest = state_sha256(self.task.exchanged_state())
-            start_digest = self._global_digest
             local_state, samples, metrics = await self._train(round_no, timings)
+            local_state, samples = self.outgoing_update(round_no, local_state, samples)
             digest, uri = self._upload(round_no, round_dir, local_state, timings)
+            own_update = Update(name, samples, local_state)
 
         started = time.perf_counter()
-        if already is None:
+        if already is None and own_update is not None:
             await self._announce(round_no, uri, digest, samples, metrics, start_digest)
         timings["announce"] = time.perf_counter() - started
         if not self.book.is_complete(round_no):
             self._report(round_no, State.WAITING, announced=self.book.announced(round_no))
 
-        peer_updates = await self._gather_updates(round_no, local_state, round_dir / "peers", timings)
+        peer_updates = await self._gather_updates(round_no, start_state, round_dir / "peers", timings)
         self._report(round_no, State.AGGREGATING)
         entries = self.book.round_announcements(round_no)
+        own = self.book.rounds.get(round_no, {}).get(name)
+        if own is not None and own.announcement.sha256 != digest:
+            raise errors.IntegrityError(
+                f"the ledger holds another hash for {name}'s own round {round_no} update"
+            )
+        updates: list[Update] = []
+        excluded: dict[str, str] = {}
         for entry in entries:
-            if entry.announcement.party == name and entry.announcement.sha256 != digest:
-                raise errors.IntegrityError(
-                    f"the ledger holds another hash for {name}'s own round {round_no} update"
-                )
-        own_update = Update(name, samples, local_state)
-        updates = [
-            own_update if e.announcement.party == name else peer_updates[e.announcement.party]
-            for e in entries
-        ]
+            party = entry.announcement.party
+            if party == name and already is None:
+                verdict = self._screen_own(round_no, own_update, start_state)
+            elif party == name:
+                verdict = Screened(name, own_update, "BadUpdate" if own_update is None else "")
+            else:
+                verdict = peer_updates[party]
+                self._exclude(round_no, verdict)
+            if verdict.update is None:
+                excluded[party] = verdict.code
+            else:
+                updates.append(verdict.update)
 
         started = time.perf_counter()
-        aggregated: AggregationResult = self.aggregator.aggregate(
-            updates, current=local_state, state=agg_state
-        )
+        aggregated = self._aggregate(round_no, updates, start_state, agg_state)
         self.task.load_exchanged_state(aggregated.tensors)
         global_digest = state_sha256(aggregated.tensors)
         self._global_digest = global_digest
@@ -571,7 +766,9 @@ class PartyWorker:
 
         self._unevaluated = (round_no, aggregated.tensors)
         shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
-        own = self.book.rounds[round_no][name]
+        missed = own is None
+        if missed:
+            log.info("%s: round %d was cut off without our update: we take its aggregate", name, round_no)
         self._report(
             round_no,
             State.AGGREGATED,
@@ -579,6 +776,9 @@ class PartyWorker:
             train_metrics=dict(metrics),
             samples=samples,
             global_sha256=global_digest,
+            members=[e.announcement.party for e in entries],
+            excluded=dict(excluded),
+            missed=missed,
         )
         record = RoundReport(
             round=round_no,
@@ -586,10 +786,26 @@ class PartyWorker:
             metrics={},  # filled in once the round's global model is evaluated (_evaluate_pending)
             train_metrics=metrics,
             timings=timings,
-            tx_id=own.tx_id,
+            tx_id=own.tx_id if own is not None else "",
             sha256=digest,
             global_sha256=global_digest,
             started_at=started_at,
             finished_at=time.time(),
+            excluded=excluded,
+            missed=missed,
         )
         return record, aggregated.state
+
+    def _screen_own(
+        self, round_no: int, update: Update | None, reference: Mapping[str, torch.Tensor]
+    ) -> Screened:
+        """Our own update through the same gate the peers apply to it, so we exclude it as they do."""
+        if update is None:
+            return Screened(self.config.name, None, "BadUpdate", "no update")
+        try:
+            check_fits(update.tensors, reference, whose=f"{self.config.name}'s round {round_no} update")
+        except errors.AggregationError as exc:
+            verdict = Screened(self.config.name, None, "BadUpdate", str(exc))
+            self._exclude(round_no, verdict)
+            return verdict
+        return Screened(self.config.name, update)

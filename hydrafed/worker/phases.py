@@ -22,6 +22,8 @@ class State(StrEnum):
     ANNOUNCED = "announced"
     WAITING = "waiting"
     AGGREGATING = "aggregating"
+    EXCLUDED = "excluded"
+    """A peer's update is left out of the round (event fields: offender, code, reason)."""
     AGGREGATED = "aggregated"
     EVALUATED = "evaluated"
     RESUMED = "resumed"
@@ -42,6 +44,7 @@ _PARTY_PHASE = {
     State.ANNOUNCED: PartyPhase.ANNOUNCED,
     State.WAITING: PartyPhase.ANNOUNCED,
     State.AGGREGATING: PartyPhase.AGGREGATING,
+    State.EXCLUDED: PartyPhase.AGGREGATING,
     State.AGGREGATED: PartyPhase.AGGREGATING,
     State.EVALUATED: PartyPhase.AGGREGATING,
     State.RESUMED: PartyPhase.AGGREGATING,
