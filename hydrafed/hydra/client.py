@@ -3,8 +3,12 @@
 The client connects with ``history=yes``, treats ``Greetings`` as the end of the replay,
 keeps every timed output once (deduplicated by ``seq``) and reconnects with backoff, resuming
 without losing or repeating events: after a reconnect the node replays its whole history and
-everything at or below the last seen ``seq`` is dropped. It refuses hydra-node 1.x and older,
-whose head lifecycle differs (commit phase), and never logs ``Greetings.env``.
+everything at or below the last seen ``seq`` is dropped. A node that stays unreachable longer
+than ``offline_limit`` seconds ends the stream with a HeadError naming its URL, instead of a wait
+that never ends. Frames are bounded (``limits.MAX_SERVER_FRAME``) and a frame that is not JSON or
+not an output this client knows is kept as a ``RawOutput`` or dropped, never fatal. It refuses
+hydra-node 1.x and older, whose head lifecycle differs (commit phase), and never logs
+``Greetings.env``.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 
 from hydrafed import errors
-from hydrafed.hydra import messages
+from hydrafed.hydra import limits, messages
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +55,17 @@ def check_version(version: str) -> None:
         )
 
 
+#: Seconds a connected node may stay unreachable before the stream fails (``offline_limit``).
+DEFAULT_OFFLINE_LIMIT = 300.0
+
+
 class HydraClient:
-    """One node's API: a replayed, deduplicated event log plus the HTTP endpoints."""
+    """One node's API: a replayed, deduplicated event log plus the HTTP endpoints.
+
+    ``offline_limit`` (seconds, None for ever) bounds how long the client keeps reconnecting
+    after it lost a node it was connected to; past it, ``subscribe``/``wait_for``/``send``
+    raise a HeadError that names the node's URL.
+    """
 
     def __init__(
         self,
@@ -62,6 +75,7 @@ class HydraClient:
         snapshot_utxo: bool = True,
         connect_timeout: float = 10.0,
         max_backoff: float = 2.0,
+        offline_limit: float | None = DEFAULT_OFFLINE_LIMIT,
     ) -> None:
         self.http_url, ws = _base_urls(url)
         query = []
@@ -72,6 +86,9 @@ class HydraClient:
         self.ws_url = ws + ("?" + "&".join(query) if query else "")
         self._connect_timeout = connect_timeout
         self._max_backoff = max_backoff
+        if offline_limit is not None and offline_limit <= 0:
+            raise errors.ConfigError(f"offline_limit: {offline_limit} must be > 0 seconds (or None)")
+        self._offline_limit = offline_limit
         self._session: aiohttp.ClientSession | None = None
         self._ws: aiohttp.ClientWebSocketResponse | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -154,23 +171,44 @@ class HydraClient:
     async def _run(self) -> None:
         backoff = 0.05
         assert self._session is not None
+        loop = asyncio.get_running_loop()
+        lost_at: float | None = None  # when the node we had Greetings from went away
+        last_error = "the connection closed"
         while not self._closing:
             try:
-                async with self._session.ws_connect(self.ws_url, heartbeat=60.0, max_msg_size=0) as ws:
+                async with self._session.ws_connect(
+                    self.ws_url, heartbeat=60.0, max_msg_size=limits.MAX_SERVER_FRAME
+                ) as ws:
                     self._ws = ws
                     backoff = 0.05
                     async for frame in ws:
                         if frame.type in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                             self._receive(frame.data)
+                            lost_at = None
                         elif frame.type == aiohttp.WSMsgType.ERROR:
+                            last_error = f"WebSocket error: {ws.exception()}"
                             break
+                    else:
+                        last_error = f"the node closed the socket (code {ws.close_code})"
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                last_error = str(exc) or type(exc).__name__
                 log.debug("hydra-node %s: connection failed: %s", self.ws_url, exc)
             finally:
                 self._ws = None
                 self._connected.clear()
             if self._fatal is not None or self._closing:
                 return
+            if self._greetings is not None:
+                lost_at = loop.time() if lost_at is None else lost_at
+                if self._offline_limit is not None and loop.time() - lost_at > self._offline_limit:
+                    self._fatal = errors.HeadError(
+                        f"the hydra-node at {self.http_url} has been unreachable for "
+                        f"{loop.time() - lost_at:.0f}s, over the limit of {self._offline_limit:g}s "
+                        f"(last error: {limits.cut(last_error, 200)}); check that node, then restart"
+                    )
+                    self._connected.set()
+                    self._notify()
+                    return
             self.reconnects += 1
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
@@ -178,7 +216,7 @@ class HydraClient:
     def _receive(self, data: str | bytes) -> None:
         try:
             raw = json.loads(data)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested past the stack
             log.warning("hydra-node %s sent a frame that is not JSON; ignored", self.ws_url)
             return
         out = messages.parse_output(raw)
@@ -214,6 +252,8 @@ class HydraClient:
                     return
                 except (ConnectionResetError, aiohttp.ClientError):
                     pass
+            if self._fatal is not None:
+                raise self._fatal
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or self._closing:
                 raise errors.HeadError(f"cannot send {payload.get('tag')} to {self.ws_url}: not connected")

@@ -35,9 +35,6 @@ MAX_CLIENT_QUEUE = 10_000
 MAX_SERVER_FRAME = 64 * 1024 * 1024
 """A node's WebSocket frame to our client (a SnapshotConfirmed with a large UTxO fits)."""
 
-MAX_JSON_DEPTH = 64
-"""Nesting of a node's JSON output that our client parses (hydra-node's deepest is about 10)."""
-
 
 def cut(text: str, limit: int = MAX_REASON_CHARS) -> str:
     """``text`` if short, else its head with the length it had: reasons and echoes stay bounded."""

@@ -393,7 +393,11 @@ SERVER_OUTPUTS: dict[str, type[ServerOutput]] = {
 
 
 def parse_output(data: Any) -> ServerOutput:
-    """Parse one server output; unknown tags or shapes this model rejects become RawOutput."""
+    """Parse one server output; never raises (the node's frames are input like any other).
+
+    Unknown tags, and shapes a model rejects, become RawOutput with every field kept; a ``seq``
+    or ``timestamp`` of the wrong type is dropped (the output then counts as untimed).
+    """
     if not isinstance(data, dict):
         return RawOutput(tag="<not an object>", value=data)
     tag = data.get("tag")
@@ -401,6 +405,12 @@ def parse_output(data: Any) -> ServerOutput:
     if cls is not None:
         try:
             return cls.model_validate(data)
-        except pydantic.ValidationError:
+        except (pydantic.ValidationError, RecursionError):
             pass
-    return RawOutput.model_validate({**data, "tag": str(tag)})
+    fields = {str(k): v for k, v in data.items()}
+    fields["tag"] = tag if isinstance(tag, str) else "<tag is not a string>"
+    if not (isinstance(fields.get("seq"), int) and not isinstance(fields.get("seq"), bool)):
+        fields.pop("seq", None)
+    if not isinstance(fields.get("timestamp"), str):
+        fields.pop("timestamp", None)
+    return RawOutput.model_validate(fields)

@@ -92,6 +92,7 @@ class Devnet:
         self.head: emulated_head.Head | None = None
         self.open_head = open_head
         self._runners: list[web.AppRunner] = []
+        self._sockets: set[web.WebSocketResponse] = set()
 
     # ------------------------------------------------------------------ state dir
     @property
@@ -195,6 +196,8 @@ class Devnet:
 
     async def stop(self) -> None:
         """Close every socket and the event logs; the state dir stays for a restart."""
+        for ws in list(self._sockets):  # 1001 going away, as a node that shuts down sends
+            await ws.close(code=1001, message=b"node shutting down")
         for runner in self._runners:
             await runner.cleanup()
         self._runners = []
@@ -322,6 +325,7 @@ class Devnet:
         # Frames over MAX_WS_FRAME close the socket with 1009 (message too big), as RFC 6455 says.
         ws = web.WebSocketResponse(heartbeat=30.0, max_msg_size=limits.MAX_WS_FRAME)
         await ws.prepare(request)
+        self._sockets.add(ws)
         history = request.query.get("history") == "yes"
         with_utxo = request.query.get("snapshot-utxo") != "no"
         address = request.query.get("address") or None
@@ -364,6 +368,7 @@ class Devnet:
                     )
                     head.handle_text(index, data)
         finally:
+            self._sockets.discard(ws)
             node.sinks.discard(sink)
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
