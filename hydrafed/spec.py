@@ -800,3 +800,5 @@ class WorkerConfig(StatusModel):
     """Position of the local party in ``members`` (sorted by name): selects the simulated shard."""
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     """Port of the worker's Prometheus metrics endpoint; unset: none."""
+    node_offline_seconds: int = Field(default=300, ge=1, le=86_400)
+    """How long the worker keeps reconnecting to its hydra-node before it fails naming the node's URL."""

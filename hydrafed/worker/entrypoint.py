@@ -85,6 +85,7 @@ def party_config(config: spec.WorkerConfig) -> tuple[PartyConfig, NodeAccess]:
         api_url=config.api_url,
         keys_dir=Path(config.keys_dir),
         network=config.network,
+        offline_limit=float(config.node_offline_seconds),
         storage_credentials=read_credentials(
             Path(config.storage_credentials_dir) if config.storage_credentials_dir else None
         ),

@@ -86,6 +86,8 @@ class HydraLedger:
         Federation name and spec: announcements of others, or of another spec, do not count.
     members
         Every member's name -> (L2 payment address, payment key hash hex).
+    offline_limit
+        Seconds the node may stay unreachable before ``confirmed()`` raises a HeadError naming it.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class HydraLedger:
         spec: FederationSpec,
         members: Mapping[str, tuple[str, str]],
         network: keys_mod.NetworkName = "testnet",
+        offline_limit: float = client_mod.DEFAULT_OFFLINE_LIMIT,
     ) -> None:
         self._keys = keys
         self._spec = spec
@@ -106,7 +109,7 @@ class HydraLedger:
         )
         # Snapshots' UTxO (thousands of entries late in a run) is not worth parsing: the tx builder
         # reads the UTxO over HTTP.
-        self._client = client_mod.HydraClient(api_url, snapshot_utxo=False)
+        self._client = client_mod.HydraClient(api_url, snapshot_utxo=False, offline_limit=offline_limit)
         self._params: dict[str, Any] = {}
         self._history: list[Confirmed] = []
         self._position = 0

@@ -24,6 +24,8 @@ class NodeAccess:
     api_url: str
     keys_dir: Path
     network: keys_mod.NetworkName = "testnet"
+    offline_limit: float = 300.0
+    """Seconds the node may stay unreachable before the worker fails naming it (nodeOfflineSeconds)."""
     storage_credentials: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
     """Keys of the party's own bucket (s3, storj); a secret, so kept out of repr and logs."""
 
@@ -40,6 +42,7 @@ def build_worker(
         config.spec,
         {m.name: (m.address, m.key_hash) for m in config.members},
         access.network,
+        offline_limit=access.offline_limit,
     )
     own = storage.open_store(config.spec.storage, access.storage_credentials)
     peers = {m.name: storage.open_shared(m.grant) for m in config.members if m.name != config.name}

@@ -16,6 +16,8 @@ from hydrafed import errors
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys, messages
 from hydrafed.hydra.devnet import Devnet
+from hydrafed.spec import FederationSpec
+from hydrafed.worker.ledger import HydraLedger
 from tests.integration.hydra.conftest import DevnetFactory, confirms
 from tests.unit.hydra.helpers import make_tx
 
@@ -104,3 +106,27 @@ async def test_node_away_past_the_limit_fails_the_stream_naming_the_node(
 async def test_offline_limit_must_be_positive() -> None:
     with pytest.raises(errors.ConfigError, match="offline_limit"):
         client_mod.HydraClient("http://127.0.0.1:1", offline_limit=0)
+
+
+async def test_worker_ledger_fails_naming_the_node_when_it_stays_away(
+    open_head: tuple[Devnet, list[client_mod.HydraClient], list[keys.PartyKeys]],
+) -> None:
+    # Prepare: a party's production ledger with a 1 s limit (config.nodeOfflineSeconds).
+    net, clients, party_keys = open_head
+    members = {k.name: (str(k.address()), k.participant_id) for k in party_keys}
+    ledger = HydraLedger(net.urls[0], party_keys[0], "fed", FederationSpec(), members, offline_limit=1.0)
+
+    async def follow() -> None:
+        async for _ in ledger.confirmed():
+            pass
+
+    # Execute
+    async with ledger:
+        following = asyncio.create_task(follow())
+        for c in clients:
+            await c.close()
+        await net.stop()
+
+        # Assert
+        with pytest.raises(errors.HeadError, match=rf"{net.urls[0]} has been unreachable"):
+            await asyncio.wait_for(following, 15)
