@@ -16,6 +16,7 @@ Public API::
     PartyWorker(config, task, ledger, store, peer_stores, *, progress=None).run() -> PartyResult
     load_peer_update(store, entry, dest, reference) -> Update            # verify + safetensors load
     screen_update(store, entry, dest, reference) -> Screened             # the same, as a verdict
+    aggregate_round(aggregator, updates, start, state) -> AggregationResult  # none usable: start stays
     state_sha256(tensors) -> str                                          # digest of a global state
 """
 
@@ -28,7 +29,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, RoundRules
 from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker import phases
-from hydrafed.worker.aggregation import AggregationResult, Update, get_aggregator
+from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, get_aggregator
 from hydrafed.worker.fit import check_fits
 from hydrafed.worker.ledger import Ledger
 from hydrafed.worker.phases import State
@@ -209,6 +210,19 @@ def screen_update(
     except errors.AggregationError as exc:
         return Screened(party, None, "BadUpdate", str(exc), time.perf_counter() - started)
     return Screened(party, update, download_seconds=download_s, verify_seconds=verify_s)
+
+
+def aggregate_round(
+    aggregator: Aggregator,
+    updates: Sequence[Update],
+    start: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor] | None,
+) -> AggregationResult:
+    """A round's aggregate from its usable updates, from the round's start; with none left the
+    global model stays. Every party and ``hydrafed audit`` derive each round through this."""
+    if not updates:
+        return AggregationResult(dict(start), dict(state or {}))
+    return aggregator.aggregate(updates, current=start, state=state)
 
 
 def _finite(metrics: Mapping[str, float], state: Mapping[str, torch.Tensor]) -> bool:
@@ -391,13 +405,12 @@ class PartyWorker:
         start: Mapping[str, torch.Tensor],
         agg_state: dict[str, torch.Tensor] | None,
     ) -> AggregationResult:
-        """The round's aggregate from its usable updates; with none left the global model stays."""
+        """The round's aggregate from its usable updates (``aggregate_round``)."""
         if not updates:
             log.warning(
                 "%s: round %d has no usable update: the global model stays", self.config.name, round_no
             )
-            return AggregationResult(dict(start), dict(agg_state or {}))
-        return self.aggregator.aggregate(updates, current=start, state=agg_state)
+        return aggregate_round(self.aggregator, updates, start, agg_state)
 
     async def _evaluate_pending(self) -> float:
         """Evaluate the last aggregated global model, if not done yet; returns the seconds spent.
