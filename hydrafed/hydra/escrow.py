@@ -21,15 +21,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import cbor2
-import nacl.exceptions
-import nacl.signing
 import pycardano
 
 from hydrafed import errors
-from hydrafed.hydra import cbor, ledger
+from hydrafed.hydra import cbor, ledger, multisig
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
-from hydrafed.hydra import utxo as utxo_mod
 
 #: Metadata label of slash and release txs (announcements use 1990).
 ESCROW_LABEL = 1991
@@ -195,91 +192,14 @@ def check_evidence(
 # -- transactions -----------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class Witness:
-    """A vkey witness: the raw 32-byte vkey and its Ed25519 signature over the body hash."""
-
-    vkey: bytes
-    signature: bytes
-
-    @property
-    def key_hash(self) -> str:
-        return hashlib.blake2b(self.vkey, digest_size=28).hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class EscrowTx:
-    """An escrow spend before its witnesses: body and metadata bytes, and the script it needs."""
-
-    body_cbor: bytes
-    aux_cbor: bytes | None
-    script: pycardano.NativeScript
-
-    @property
-    def body_hash(self) -> bytes:
-        return hashlib.blake2b(self.body_cbor, digest_size=32).digest()
-
-    @property
-    def tx_id(self) -> str:
-        return self.body_hash.hex()
-
-    def sign(self, party: keys_mod.PartyKeys) -> Witness:
-        """This party's witness (its payment key over the body hash)."""
-        return Witness(
-            bytes(party.payment_verification_key.payload),
-            bytes(party.payment_signing_key.sign(self.body_hash)),
-        )
-
-    def envelope(self, witnesses: Iterable[Witness]) -> dict[str, str]:
-        """The signed tx (script inline, witnesses sorted by vkey) as a text envelope."""
-        unique: dict[bytes, Witness] = {}
-        for w in witnesses:
-            try:
-                nacl.signing.VerifyKey(w.vkey).verify(self.body_hash, w.signature)
-            except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as exc:
-                raise EscrowRefused(
-                    f"witness of key hash {w.key_hash} does not verify over {self.tx_id}"
-                ) from exc
-            unique[w.vkey] = w
-        pairs = [(w.vkey, w.signature) for _, w in sorted(unique.items())]
-        raw = assemble(self.body_cbor, pairs, self.script, self.aux_cbor)
-        return {"type": "Tx ConwayEra", "description": "", "cborHex": raw.hex(), "txId": self.tx_id}
-
-
-def assemble(
-    body: bytes, witnesses: Sequence[tuple[bytes, bytes]], script: pycardano.NativeScript, aux: bytes | None
-) -> bytes:
-    """The tx bytes: the body as signed, vkey witnesses and the script inline, the metadata."""
-    witness_set = {0: [list(w) for w in witnesses], 1: [cbor2.loads(script.to_cbor())]}
-    return b"\x84" + body + cbor2.dumps(witness_set) + b"\xf5" + (aux if aux is not None else b"\xf6")
+#: Escrow spends are multisig txs; their witnesses travel between parties as :class:`Witness`.
+EscrowTx = multisig.MultisigTx
+Witness = multisig.Witness
 
 
 def escrow_inputs(terms: EscrowTerms, name: str, utxo: Mapping[str, Any]) -> list[tuple[str, int]]:
     """Party ``name``'s ADA-only escrow outputs in ``utxo`` (API JSON or pycardano), by reference."""
     return sorted(tx_mod.select_inputs(utxo, terms.address(name)))
-
-
-def _aux(meta: Mapping[str, Any]) -> bytes:
-    return cbor2.dumps(cbor2.CBORTag(259, {0: {ESCROW_LABEL: dict(meta)}}))
-
-
-def encode_body(
-    inputs: Sequence[tuple[str, int]],
-    outputs: Sequence[tuple[pycardano.Address, int]],
-    fee: int,
-    aux: bytes | None,
-    validity_start: int | None = None,
-) -> bytes:
-    """A Conway body: sorted inputs, ADA-only outputs, fee, aux-data hash, validity start."""
-    refs = sorted(
-        [bytes(t.transaction_id.payload), t.index] for t in (utxo_mod.parse_txin(k) for k, _ in inputs)
-    )
-    body: dict[int, Any] = {0: refs, 1: [[bytes(a.to_primitive()), c] for a, c in outputs], 2: fee}
-    if aux is not None:
-        body[7] = hashlib.blake2b(aux, digest_size=32).digest()
-    if validity_start is not None:
-        body[8] = validity_start
-    return cbor2.dumps(body)
 
 
 def _spend(
@@ -299,7 +219,7 @@ def _spend(
         )
     total = sum(c for _, c in inputs)
     script = terms.script(owner)
-    aux = _aux(meta) if meta is not None else None
+    aux = multisig.aux_data(ESCROW_LABEL, meta) if meta is not None else None
     fee = 0
     for _ in range(4):  # the fee barely changes the size: converges in two passes
         outputs = pay(total - fee)
@@ -310,9 +230,8 @@ def _spend(
                     f"escrow.amount: an output of {coin} lovelace to {address} is below its min-ADA of "
                     f"{need}; raise the escrow amount"
                 )
-        body = encode_body(inputs, outputs, fee, aux, validity_start)
-        dummy = [(bytes([i]) * 32, b"\0" * 64) for i in range(signers)]  # as big as real ones
-        needed = ledger.min_fee(len(assemble(body, dummy, script, aux)), params)
+        body = multisig.encode_body(inputs, list(outputs), fee, aux, validity_start=validity_start)
+        needed = ledger.min_fee(multisig.sized_tx_bytes(body, signers, script, aux), params)
         if needed <= fee:
             return EscrowTx(body, aux, script)
         fee = needed
@@ -406,7 +325,7 @@ def build_lock_tx(
                 f"party {party.name} holds {total} lovelace in the head; locking {terms.amount} in escrow "
                 f"needs {terms.amount + fee + need} (escrow + fee + min-ADA change): commit more funds"
             )
-        body = encode_body(chosen, [(escrow, terms.amount), (own, change)], fee, None)
+        body = multisig.encode_body(chosen, [(escrow, terms.amount), (own, change)], fee, None)
         body_hash = hashlib.blake2b(body, digest_size=32).digest()
         witness = [
             [bytes(party.payment_verification_key.payload), bytes(party.payment_signing_key.sign(body_hash))]

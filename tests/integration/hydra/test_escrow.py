@@ -11,7 +11,7 @@ import pytest
 
 from hydrafed import errors
 from hydrafed.hydra import client as client_mod
-from hydrafed.hydra import escrow, keys, ledger, messages
+from hydrafed.hydra import escrow, keys, ledger, messages, multisig
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.hydra.devnet import Devnet
 from tests.integration.hydra.conftest import DevnetFactory
@@ -221,7 +221,7 @@ async def test_a_slash_with_wrong_shares_is_refused_by_every_party(fed: Fed) -> 
     utxo = await clients[1].get_snapshot_utxo()
     honest = escrow.build_slash(terms, evidence, escrow.escrow_inputs(terms, "dave", utxo), PARAMS)
     greedy = escrow.EscrowTx(
-        escrow.encode_body(
+        multisig.encode_body(
             escrow.escrow_inputs(terms, "dave", utxo), [(party["bob"].address(), AMOUNT)], 0, honest.aux_cbor
         ),
         honest.aux_cbor,
