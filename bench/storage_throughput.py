@@ -1,6 +1,7 @@
 """Put/get throughput of hydrafed's s3 store against raw boto3, and peak RSS of a large transfer.
 
 Usage: python -m bench.storage_throughput [--mb 256] [--rss-mb 1024] [--repeat 2] [--storj]
+       python -m bench.storage_throughput --get-cpu [--update-kb 797] [--gets 300] [--parties 29]
 
 ``--storj`` measures the storj store instead, on a local Storj network (``make storj``): hydrafed
 against raw libuplink (the same binding's upload/download without the sha256 metadata and
@@ -10,6 +11,11 @@ Both sides talk to the same SeaweedFS (``weed mini`` on loopback) in one run, so
 hydrafed/boto3 isolates what hydrafed adds (sha256 metadata, verification, temp-file renames).
 A second baseline, boto3 download plus a sha256 pass over the file, is what a caller of raw boto3
 must do to get the same guarantee hydrafed's get gives (peers' files are untrusted).
+``--get-cpu`` measures what one round's downloads cost at scale: the CPU seconds of the reader
+(this process) and of SeaweedFS per GET of an update-sized object through a peer's read-only
+grant (``read_verified``), with the S3 gateway's chunk cache on and off, on a server holding the
+identities of ``--parties`` parties. N parties make N(N-1) such GETs a round.
+
 Peak RSS is measured in a fresh child process (VmHWM), so it is the child's whole footprint:
 interpreter, boto3 and the transfer buffers. Targets: ratio >= 0.9, peak RSS < 200 MB for 1 GB.
 """
@@ -31,8 +37,8 @@ import boto3
 from botocore.config import Config
 
 from hydrafed.spec import StorageSpec
-from hydrafed.storage import open_store
-from hydrafed.storage.seaweedfs import SeaweedS3
+from hydrafed.storage import open_shared, open_store, read_verified
+from hydrafed.storage.seaweedfs import S3_CACHE_MB, SeaweedS3
 
 BUCKET = "party-a"
 
@@ -224,6 +230,65 @@ def main_storj(mb: int, rss_mb: int, repeat: int) -> None:
     results.write_text(json.dumps(result, indent=2) + "\n")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _get_cpu_once(work: Path, parties: int, update_kb: int, gets: int, cache_mb: int) -> dict[str, float]:
+    names = [f"party-{i:02d}" for i in range(parties)]
+    server = SeaweedS3.start(work / f"weed-{cache_mb}", names, cache_mb=cache_mb)
+    try:
+        spec = StorageSpec.model_validate({"backend": "s3", "endpoint": server.endpoint})
+        owner = open_store(spec, server.credentials(names[0], reader_for=names[1]))
+        owner.ensure_bucket(names[0])
+        src = work / "update.safetensors"
+        src.write_bytes(os.urandom(update_kb * 1000))
+        info = owner.put(names[0], "fed/rounds/1/party-00.safetensors", src)
+        peer = open_shared(owner.share(names[0], "fed/rounds/"))
+        assert info.sha256 is not None
+
+        def get() -> None:
+            read_verified(peer, names[0], info.key, info.sha256 or "", max_bytes=(update_kb + 64) * 1000)
+
+        for _ in range(10):  # warm: connection, cache
+            get()
+        client0, server0, wall0 = time.process_time(), _cpu_seconds(server.process.pid), time.perf_counter()
+        for _ in range(gets):
+            get()
+        client1, server1, wall1 = time.process_time(), _cpu_seconds(server.process.pid), time.perf_counter()
+    finally:
+        server.stop()
+    return {
+        "client_ms": 1000 * (client1 - client0) / gets,
+        "server_ms": 1000 * (server1 - server0) / gets,
+        "wall_ms": 1000 * (wall1 - wall0) / gets,
+    }
+
+
+def main_get_cpu(parties: int, update_kb: int, gets: int) -> None:
+    """Per-GET CPU of reader and server, cache off and on; writes storage_get_cpu.json, prints the table."""
+    with tempfile.TemporaryDirectory(prefix="hf-bench-getcpu-") as tmp:
+        work = Path(tmp)
+        rows = {
+            f"cache {mb} MB" if mb else "no cache": _get_cpu_once(work, parties, update_kb, gets, mb)
+            for mb in (0, S3_CACHE_MB)
+        }
+    load = os.getloadavg()[0]
+    result = {"parties": parties, "update_kb": update_kb, "gets": gets, "load_1min": load, "rows": rows}
+    results = Path(__file__).parent / "results" / "storage_get_cpu.json"
+    results.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"| SeaweedFS S3 ({update_kb} KB GET, {parties} parties' identities) | reader CPU (ms) | "
+        "server CPU (ms) | wall (ms) |"
+    )
+    print("| --- | --- | --- | --- |")
+    for name, row in rows.items():
+        print(f"| {name} | {row['client_ms']:.2f} | {row['server_ms']:.2f} | {row['wall_ms']:.2f} |")
+    print(f"\n{gets} GETs each; 1-minute load average {load:.1f} (`uptime`).")
+
+
 def main() -> None:
     """Start SeaweedFS, measure, print JSON and write bench/results/storage_throughput.json."""
     parser = argparse.ArgumentParser()
@@ -233,7 +298,14 @@ def main() -> None:
     parser.add_argument("--child", nargs=4)
     parser.add_argument("--storj", action="store_true", help="the storj store on a local Storj network")
     parser.add_argument("--storj-child")
+    parser.add_argument("--get-cpu", action="store_true", help="per-GET CPU of an update, cache off/on")
+    parser.add_argument("--update-kb", type=int, default=797, help="--get-cpu: object size (the MNIST MLP's)")
+    parser.add_argument("--gets", type=int, default=300)
+    parser.add_argument("--parties", type=int, default=29)
     args = parser.parse_args()
+    if args.get_cpu:
+        main_get_cpu(args.parties, args.update_kb, args.gets)
+        return
     if args.child:
         _child(*args.child)
         return

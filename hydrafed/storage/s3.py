@@ -1,6 +1,6 @@
 """S3 buckets through boto3: Storj's S3 gateway or any S3 server (tested on SeaweedFS).
 
-Uploads stream from the file with multipart above ``part_bytes``; downloads fetch parts in
+Uploads stream from the file: one PUT up to ``part_bytes``, multipart above; downloads fetch parts in
 parallel into a temporary file next to the destination, hash them in order as they complete and
 rename the file into place. botocore's "standard" retry
 mode retries only transient failures (5xx, throttling, dropped connections) with exponential
@@ -229,13 +229,21 @@ class S3Store:
         digest = sha256_file(path)
         size = path.stat().st_size
         with self._mapped(f"put {bucket}/{key}"):
-            self._client.upload_file(
-                str(path),
-                bucket,
-                key,
-                ExtraArgs={"Metadata": {SHA256_META: digest}},
-                Config=self._transfer,
-            )
+            if size <= self._part_bytes:
+                # One PUT streamed from the file: upload_file would start a transfer manager and
+                # its threads for every call, which cost a round's update more than its bytes.
+                with path.open("rb") as body:
+                    self._client.put_object(
+                        Bucket=bucket, Key=key, Body=body, ContentLength=size, Metadata={SHA256_META: digest}
+                    )
+            else:
+                self._client.upload_file(
+                    str(path),
+                    bucket,
+                    key,
+                    ExtraArgs={"Metadata": {SHA256_META: digest}},
+                    Config=self._transfer,
+                )
         return ObjectInfo(bucket, key, size, sha256=digest)
 
     def get(

@@ -41,6 +41,9 @@ _PORT_FLAGS = (
 )
 
 
+S3_CACHE_MB = 64
+"""The S3 gateway's in-memory chunk cache: a round's updates of 29 MLP parties are 23 MB."""
+
 ALL_PEERS = "all"
 """``reader_for`` value of the read-only key that every peer of a bucket shares."""
 
@@ -66,8 +69,14 @@ class SeaweedS3:
     ports: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, workdir: Path, parties: Sequence[str], *, timeout: float = 60.0) -> SeaweedS3:
-        """Start SeaweedFS with an owner per party and a read-only key per (owner, peer) pair."""
+    def start(
+        cls, workdir: Path, parties: Sequence[str], *, timeout: float = 60.0, cache_mb: int = S3_CACHE_MB
+    ) -> SeaweedS3:
+        """Start SeaweedFS with an owner per party and a read-only key per (owner, peer) pair.
+
+        ``cache_mb``: the S3 gateway's chunk cache (0 turns it off; bench.storage_throughput
+        --get-cpu compares both).
+        """
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         if not Path(weed).exists():
             raise errors.ConfigError(
@@ -122,6 +131,9 @@ class SeaweedS3:
             f"-s3.config={config}",
             "-admin.ui=false",
             "-webdav=false",
+            # Every peer GETs each update once a round: served from this cache, a GET costs the
+            # server about a third of the CPU of the filer -> volume-server hop (docs/storage.md).
+            f"-s3.cacheCapacityMB={cache_mb}",
             *[f"-{flag}={port}" for flag, port in ports.items()],
         ]
         log = log_path.open("wb")
