@@ -47,6 +47,7 @@ from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, g
 from hydrafed.worker.fit import check_fits
 from hydrafed.worker.ledger import Ledger
 from hydrafed.worker.phases import State
+from hydrafed.worker.safetensors_header import check_header, header_limit
 from hydrafed.worker.task import LocalTask
 
 log = logging.getLogger(__name__)
@@ -159,7 +160,9 @@ def load_peer_update(
     ann = entry.announcement
     _, bucket, key = split_uri(ann.uri)
     # The tensors' bytes plus room for the safetensors header (names, dtypes, shapes, offsets).
-    max_bytes = sum(t.numel() * t.element_size() for t in reference.values()) + 65536 + 512 * len(reference)
+    max_bytes = (
+        sum(t.numel() * t.element_size() for t in reference.values()) + 8 + header_limit(len(reference))
+    )
     started = time.perf_counter()
     data: bytes | None = None
     if max_bytes <= IN_MEMORY_BYTES:
@@ -167,6 +170,14 @@ def load_peer_update(
     else:
         fetch_verified(store, bucket, key, dest, ann.sha256)
     downloaded = time.perf_counter()
+    whose = f"{ann.party}'s round {ann.round} update"
+    if data is not None:  # header length, tensor count and offsets bounded before safetensors parses
+        check_header(data[: 8 + header_limit(len(reference))], len(data), len(reference), whose)
+    else:
+        with dest.open("rb") as fh:
+            check_header(
+                fh.read(8 + header_limit(len(reference))), dest.stat().st_size, len(reference), whose
+            )
     try:
         tensors = safetensors.torch.load(data) if data is not None else safetensors.torch.load_file(str(dest))
     except Exception as exc:  # safetensors raises its own error types for malformed files
