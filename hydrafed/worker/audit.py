@@ -1,13 +1,16 @@
 """``hydrafed audit``: re-derive every round of a federation from its ledger, bit for bit.
 
 Anyone holding the ledger record (a node's confirmed history) and read access to the parties'
-buckets can check a run without trusting any party. The audit reads the record through the
-same ``RoundBook`` the workers use (federation, spec hash, membership, the member's signature,
-first announcement per party and round), downloads every counted update through the same
-``load_peer_update`` (sha256, safetensors, ``fit.check_fits``), aggregates each round in ledger
-order with the spec's aggregator (``aggregation.get_aggregator``) and compares the result with
-the ``startSha256`` that every member of the next round announced, and the last round's with
-the final model's claimed digests (a report, the worker's last line, the provenance NFT).
+buckets can check a run without trusting any party. The audit applies the workers' own rules,
+not copies of them: the record goes through ``RoundBook`` (federation, spec hash, membership,
+the member's signature) and its authentic items through ``RoundRules.for_spec`` (first
+announcement per party and round, declared sample caps, quorum cutoffs), as a ``HydraLedger``
+feeds a ``PartyWorker``; every counted update is screened by ``party.screen_update`` (sha256,
+safetensors, ``fit.check_fits``: a failing one is excluded and the round goes on) and each round
+is aggregated by ``party.aggregate_round`` with the spec's aggregator, from the round's start.
+The result is compared with the ``startSha256`` every member of the next round announced, and
+the last round's with the final model's claimed digests (a report, the worker's last line, the
+provenance NFT).
 
 Every difference becomes a ``Finding`` naming the round, the party and the cause; the audit is
 green only without any. Reading the inputs (a simulate run folder, a worker config, a node) is
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
@@ -38,11 +42,13 @@ from hydrafed import errors, storage
 from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import messages
 from hydrafed.hydra import tx as tx_mod
-from hydrafed.rounds import ConfirmedAnnouncement, RoundBook
+from hydrafed.rounds import ConfirmedAnnouncement, RoundBook, RoundRules
 from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore
 from hydrafed.worker.aggregation import Update, get_aggregator
-from hydrafed.worker.party import load_peer_update, state_sha256
+from hydrafed.worker.party import aggregate_round, screen_update, state_sha256
+
+log = logging.getLogger(__name__)
 
 SCHEMA = "hydrafed.audit/v1"
 
@@ -50,14 +56,14 @@ MAX_FIRST_UPDATE_BYTES = 8 << 30
 """Cap on the one update read before any reference exists (round 1's first member); every
 other update is capped at the size of the model, as the workers cap them."""
 
-#: RoundBook codes of txs that look like announcements but did not count: each is a finding
-#: (another federation's announcements in the same head are none of this audit's business).
-IGNORED_FINDINGS = {
-    "NotMember": "an announcement for a party that is not a member",
-    "NotSigned": "an announcement not signed by the party it names (forged)",
-    "Duplicate": "a second announcement for a round the party had already announced",
-    "SpecMismatch": "an announcement made under another spec",
+AUTHENTICITY = {
+    "NotMember": "a tx for a party that is not a member",
+    "NotSigned": "a tx not signed by the party it names (forged)",
+    "SpecMismatch": "a tx made under another spec",
 }
+"""RoundBook codes of txs whose sender is not who they claim: each is a finding. So is every
+``Ignored`` the round rules mark as an offence (``rounds.OFFENCES``); a straggler's late
+announcement (Late), a second honest cutoff and another federation's txs are not."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,9 +74,11 @@ class Finding:
     party: str
     """The party the finding is about ("" when it names none, e.g. a round nobody reproduced)."""
     code: str
-    """CamelCase cause: MissingObject, HashMismatch, BadUpdate, Unreadable, NotMember, NotSigned,
-    Duplicate, SpecMismatch, NoStartHash, StartMismatch, StartDisagreement, NotReproduced,
-    IncompleteRound, AggregationFailed, OutOfRange, OtherHead, FinalMismatch."""
+    """CamelCase cause: the ledger's (NotMember, NotSigned, SpecMismatch, OtherHead and the round
+    rules' offences: Duplicate, NoSuchRound, TooManySamples, EarlyCutoff, NoQuorum), the objects'
+    (HashMismatch and BadUpdate: excluded, MissingObject, Unreadable), the rounds'
+    (IncompleteRound, AggregationFailed, NoStartHash, StartMismatch, StartDisagreement,
+    NotReproduced) and the final model's (FinalMismatch)."""
     message: str
     tx_id: str = ""
     signed_by: tuple[str, ...] = ()
@@ -204,6 +212,8 @@ class AuditInput:
         Who claims which final model: label (e.g. ``report.json party-01``, ``nft``) -> digest.
     head_id
         The head the record must belong to; None: whatever head it shows.
+    max_samples
+        Member -> its declared sample cap (Party ``maxSamples``), as the workers were given it.
     """
 
     fed: str
@@ -213,6 +223,7 @@ class AuditInput:
     stores: Mapping[str, UpdateStore]
     final_claims: Mapping[str, str] = dataclasses.field(default_factory=dict)
     head_id: str | None = None
+    max_samples: Mapping[str, int | None] = dataclasses.field(default_factory=dict)
 
 
 def check_final(final_sha256: str | None, claims: Mapping[str, str]) -> list[Finding]:
@@ -252,11 +263,16 @@ def _signer_names(envelope: Mapping[str, Any] | None, members: Mapping[str, str]
     return tuple(sorted(by_hash.get(h, h) for h in tx_mod.tx_signers(dict(envelope))))
 
 
-def _read_ledger(inputs: AuditInput, book: RoundBook) -> tuple[str | None, list[Finding]]:
-    """Feed the record into the round book; findings for txs that did not count and other heads."""
+def _read_ledger(inputs: AuditInput) -> tuple[RoundRules, str | None, list[Finding]]:
+    """The round rules after the whole record, as a worker would hold them; findings on the way.
+
+    The record goes through ``RoundBook`` for authenticity and its authentic items, in ledger
+    order, through ``RoundRules.for_spec``: the pipeline of ``HydraLedger`` and ``PartyWorker``.
+    """
     head_id = inputs.head_id
     envelopes: dict[str, Mapping[str, Any]] = {}
     found: list[Finding] = []
+    book = RoundBook(inputs.fed, rounds_mod.spec_hash(inputs.spec), dict(inputs.members))
     for output in inputs.outputs:
         if isinstance(output, messages.HeadIsOpen) and head_id is None:
             head_id = output.head_id
@@ -276,279 +292,48 @@ def _read_ledger(inputs: AuditInput, book: RoundBook) -> tuple[str | None, list[
         for envelope in output.confirmed:
             envelopes[str(envelope.get("txId", ""))] = envelope
         book.observe(output)
-    for ignored in book.ignored:
-        if ignored.code not in IGNORED_FINDINGS:
-            continue
+    rules = RoundRules.for_spec(list(inputs.members), inputs.spec, dict(inputs.max_samples))
+    for item in book.stream:
+        rules.apply(item)
+    authentic = [i for i in book.ignored if i.code in AUTHENTICITY]
+    for ignored in [*authentic, *(i for i in rules.ignored if i.offence)]:
         signers = _signer_names(envelopes.get(ignored.tx_id), inputs.members)
+        what = AUTHENTICITY.get(ignored.code, "an offence against the round rules")
         found.append(
             Finding(
                 ignored.round,
                 ignored.party,
                 ignored.code,
-                f"{IGNORED_FINDINGS[ignored.code]}: tx {ignored.tx_id} claims {ignored.party!r} round "
-                f"{ignored.round} ({ignored.reason}); signed by {', '.join(signers) or 'nobody'}",
+                f"{what}: tx {ignored.tx_id} claims {ignored.party!r} round {ignored.round} "
+                f"({ignored.reason}); signed by {', '.join(signers) or 'nobody'}",
                 ignored.tx_id,
                 signers,
             )
         )
-    return head_id, found
+    return rules, head_id, found
 
 
-def round_members(book: RoundBook, round_no: int) -> list[ConfirmedAnnouncement]:
-    """The announcements a round aggregates, in aggregation order: the workers' rule (``RoundQueries``)."""
-    return book.round_announcements(round_no)
+def _first_reference(
+    stores: Mapping[str, UpdateStore], entries: list[ConfirmedAnnouncement]
+) -> dict[str, torch.Tensor] | None:
+    """Round 1 without a start: the first update (in aggregation order) that reads and loads.
 
-
-_OBJECT_CODES: tuple[tuple[type[errors.HydrafedError], str], ...] = (
-    (errors.ObjectNotFoundError, "MissingObject"),
-    (errors.IntegrityError, "HashMismatch"),
-    (errors.AggregationError, "BadUpdate"),
-    (errors.HydrafedError, "Unreadable"),
-)
-
-
-def _object_code(exc: errors.HydrafedError) -> str:
-    return next(code for kind, code in _OBJECT_CODES if isinstance(exc, kind))
-
-
-def _first_reference(store: UpdateStore, entry: ConfirmedAnnouncement) -> dict[str, torch.Tensor]:
-    """The tensors of the round's first update, verified: the reference the others must fit."""
-    ann = entry.announcement
-    _, bucket, key = storage.split_uri(ann.uri)
-    data = storage.read_verified(store, bucket, key, ann.sha256, max_bytes=MAX_FIRST_UPDATE_BYTES)
-    try:
-        return dict(safetensors.torch.load(data))
-    except Exception as exc:  # safetensors raises its own error types for malformed files
-        raise errors.AggregationError(
-            f"{ann.party}'s round {ann.round} update is not valid safetensors: {exc}"
-        ) from exc
-
-
-class _Auditor:
-    """The audit's walk through the rounds; holds the previous round's re-derived state."""
-
-    def __init__(self, inputs: AuditInput, work_dir: Path) -> None:
-        self.inputs = inputs
-        self.work_dir = work_dir
-        self.aggregator = get_aggregator(inputs.spec.training.aggregation)
-        self.seconds = {"download": 0.0, "verify": 0.0, "aggregate": 0.0}
-
-    def _load(
-        self, round_no: int, entries: list[ConfirmedAnnouncement], previous: Mapping[str, torch.Tensor] | None
-    ) -> tuple[list[Update], dict[str, str], list[Finding]]:
-        """Every update of the round that downloads, verifies and fits; a finding for the others."""
-        reference: Mapping[str, torch.Tensor] | None = previous
-        updates: list[Update] = []
-        outcome: dict[str, str] = {}
-        found: list[Finding] = []
-        inbox = self.work_dir / f"round-{round_no}"
-        for entry in entries:
-            ann = entry.announcement
-            store = self.inputs.stores.get(ann.party)
-            try:
-                if store is None:
-                    raise errors.AccessDeniedError(
-                        f"no read access to {ann.party}'s bucket was given to the audit"
-                    )
-                if reference is None:
-                    reference = _first_reference(store, entry)
-                update, download_s, verify_s = load_peer_update(
-                    store, entry, inbox / f"{ann.party}.safetensors", reference
-                )
-                self.seconds["download"] += download_s
-                self.seconds["verify"] += verify_s
-            except errors.HydrafedError as exc:
-                code = _object_code(exc)
-                outcome[ann.party] = code
-                found.append(
-                    Finding(
-                        round_no,
-                        ann.party,
-                        code,
-                        f"{ann.party}'s round {round_no} update ({ann.uri}): {exc}",
-                        entry.tx_id,
-                    )
-                )
-                continue
-            outcome[ann.party] = "ok"
-            updates.append(update)
-        return updates, outcome, found
-
-    def _starts(
-        self, round_no: int, entries: list[ConfirmedAnnouncement]
-    ) -> tuple[str | None, list[Finding]]:
-        """The start its members agree on (a unique majority) and a finding for any that named none.
-
-        Used where no re-derived aggregate exists to compare with: round 1 (the initial model),
-        and a round after one the audit could not re-derive.
-        """
-        found: list[Finding] = []
-        for entry in entries:
-            if not entry.announcement.start_sha256:
-                found.append(_no_start(round_no, entry))
-        named = {
-            e.announcement.party: e.announcement.start_sha256 for e in entries if e.announcement.start_sha256
-        }
-        counts = collections.Counter(named.values()).most_common()
-        if not counts:
-            return None, found
-        if len(counts) > 1 and counts[0][1] == counts[1][1]:
-            for party in sorted(named):
-                found.append(
-                    Finding(
-                        round_no,
-                        party,
-                        "StartDisagreement",
-                        f"round {round_no}'s members started from different weights ({party}: "
-                        f"{named[party]}) and no digest has a majority",
-                    )
-                )
-            return None, found
-        for party in sorted(p for p, s in named.items() if s != counts[0][0]):
-            found.append(
-                Finding(
-                    round_no,
-                    party,
-                    "StartMismatch",
-                    f"{party} started round {round_no} from {named[party]}; the other members from "
-                    f"{counts[0][0]}",
-                )
-            )
-        return counts[0][0], found
-
-    @staticmethod
-    def _against(
-        previous: RoundAudit, entries: list[ConfirmedAnnouncement]
-    ) -> tuple[bool | None, list[Finding], list[Finding]]:
-        """Judge round r (re-derived) by the starts round r+1's members announced.
-
-        Returns whether r reproduces, findings about round r (nobody started from its
-        aggregate) and findings about round r+1 (a member that started elsewhere).
-        """
-        expected = previous.aggregate_sha256
-        round_no = previous.round + 1
-        about_next = [_no_start(round_no, e) for e in entries if not e.announcement.start_sha256]
-        named = [e for e in entries if e.announcement.start_sha256]
-        if not named:
-            return None, [], about_next
-        differ = [e for e in named if e.announcement.start_sha256 != expected]
-        if len(differ) == len(named):
-            starts = ", ".join(sorted({e.announcement.start_sha256 for e in differ}))
-            message = (
-                f"round {previous.round}'s aggregate re-derived from the ledger is {expected}, but every "
-                f"member of round {round_no} started from something else ({starts})"
-            )
-            return False, [Finding(previous.round, "", "NotReproduced", message)], about_next
-        for entry in differ:
-            party = entry.announcement.party
-            about_next.append(
-                Finding(
-                    round_no,
-                    party,
-                    "StartMismatch",
-                    f"{party} started round {round_no} from {entry.announcement.start_sha256}; round "
-                    f"{previous.round}'s aggregate re-derived from the ledger is {expected}: {party} "
-                    f"aggregated round {previous.round} differently",
-                    entry.tx_id,
-                )
-            )
-        return True, [], about_next
-
-    def audit(self) -> AuditReport:
-        started = time.perf_counter()
-        inputs = self.inputs
-        spec_digest = rounds_mod.spec_hash(inputs.spec)
-        book = RoundBook(inputs.fed, spec_digest, dict(inputs.members))
-        head_id, findings = _read_ledger(inputs, book)
-        total = inputs.spec.training.rounds
-        for round_no in sorted(r for r in book.rounds if not 1 <= r <= total):
-            for entry in book.round_announcements(round_no):
-                findings.append(
-                    Finding(
-                        round_no,
-                        entry.announcement.party,
-                        "OutOfRange",
-                        f"{entry.announcement.party} announced round {round_no}; "
-                        f"the spec has rounds 1..{total}",
-                        entry.tx_id,
-                    )
-                )
-        audits: list[RoundAudit] = []
-        previous: dict[str, torch.Tensor] | None = None
-        agg_state: dict[str, torch.Tensor] | None = None
-        for round_no in range(1, total + 1):
-            found: list[Finding] = []
-            entries = round_members(book, round_no)
-            if not book.is_complete(round_no):
-                missing = sorted(set(inputs.members) - set(book.announced(round_no)))
-                found.append(
-                    Finding(
-                        round_no,
-                        missing[0],
-                        "IncompleteRound",
-                        f"round {round_no} has no counted announcement from {', '.join(missing)}",
-                    )
-                )
-            if audits and audits[-1].aggregate_sha256 is not None:
-                reproduced, about_last, about_this = self._against(audits[-1], entries)
-                last = audits[-1]
-                audits[-1] = dataclasses.replace(
-                    last, reproduced=reproduced, findings=[*last.findings, *about_last]
-                )
-                findings.extend(about_last)
-                found.extend(about_this)
-                start: str | None = last.aggregate_sha256
-            else:
-                start, about_this = self._starts(round_no, entries)
-                found.extend(about_this)
-            updates, outcome, load_found = self._load(round_no, entries, previous)
-            found.extend(load_found)
-            aggregate_sha: str | None = None
-            if entries and not load_found and book.is_complete(round_no):
-                t0 = time.perf_counter()
-                try:
-                    result = self.aggregator.aggregate(updates, current=previous, state=agg_state)
-                except errors.AggregationError as exc:
-                    found.append(Finding(round_no, "", "AggregationFailed", f"round {round_no}: {exc}"))
-                else:
-                    previous, agg_state = result.tensors, result.state
-                    aggregate_sha = state_sha256(result.tensors)
-                self.seconds["aggregate"] += time.perf_counter() - t0
-            if aggregate_sha is None:  # the next round cannot be compared with this one
-                previous, agg_state = None, None
-            audits.append(
-                RoundAudit(
-                    round=round_no,
-                    members=[e.announcement.party for e in entries],
-                    announcements=[_announcement_audit(e, outcome) for e in entries],
-                    start_sha256=start,
-                    aggregate_sha256=aggregate_sha,
-                    reproduced=None,
-                    findings=found,
-                )
-            )
-            findings.extend(found)
-        final_sha = audits[-1].aggregate_sha256 if audits else None
-        # Without a re-derived final model the cause is already a finding: claims are not compared.
-        claims = inputs.final_claims if final_sha is not None else {}
-        final_found = [dataclasses.replace(f, round=total) for f in check_final(final_sha, claims)]
-        if audits and inputs.final_claims and final_sha is not None:
-            last = audits[-1]
-            audits[-1] = dataclasses.replace(
-                last, reproduced=len(final_found) < len(claims), findings=[*last.findings, *final_found]
-            )
-        findings.extend(final_found)
-        seconds = {**self.seconds, "total": time.perf_counter() - started}
-        return AuditReport(
-            inputs.fed,
-            spec_digest,
-            head_id,
-            audits,
-            final_sha,
-            dict(inputs.final_claims),
-            _ordered(findings),
-            seconds,
-        )
+    The workers screen round 1 against their initial weights, which the audit does not rebuild;
+    the others must fit this one. A first member whose tensors do not fit the model makes the
+    honest ones look unfit: the audit then fails (their starts differ), it never passes.
+    """
+    for entry in entries:
+        ann = entry.announcement
+        store = stores.get(ann.party)
+        if store is None:
+            continue
+        _, bucket, key = storage.split_uri(ann.uri)
+        try:
+            data = storage.read_verified(store, bucket, key, ann.sha256, max_bytes=MAX_FIRST_UPDATE_BYTES)
+            return dict(safetensors.torch.load(data))
+        except Exception as exc:  # unreadable, or not safetensors: the screening names it
+            log.debug("round 1: %s's update is no reference: %s", ann.party, exc)
+    return None
 
 
 def _no_start(round_no: int, entry: ConfirmedAnnouncement) -> Finding:
@@ -576,21 +361,228 @@ def _announcement_audit(entry: ConfirmedAnnouncement, outcome: Mapping[str, str]
     )
 
 
+def _agreed_start(round_no: int, entries: list[ConfirmedAnnouncement]) -> tuple[str | None, list[Finding]]:
+    """The start the round's members agree on (a unique majority), and who started elsewhere.
+
+    Used where no re-derived aggregate exists to compare with: round 1 (the initial model) and
+    a round after one the audit could not re-derive.
+    """
+    found = [_no_start(round_no, e) for e in entries if not e.announcement.start_sha256]
+    named = {
+        e.announcement.party: e.announcement.start_sha256 for e in entries if e.announcement.start_sha256
+    }
+    counts = collections.Counter(named.values()).most_common()
+    if not counts:
+        return None, found
+    if len(counts) > 1 and counts[0][1] == counts[1][1]:
+        for party in sorted(named):
+            found.append(
+                Finding(
+                    round_no,
+                    party,
+                    "StartDisagreement",
+                    f"round {round_no}'s members started from different weights ({party}: {named[party]}) "
+                    "and no digest has a majority",
+                )
+            )
+        return None, found
+    agreed = counts[0][0]
+    for party in sorted(p for p, digest in named.items() if digest != agreed):
+        found.append(
+            Finding(
+                round_no,
+                party,
+                "StartMismatch",
+                f"{party} started round {round_no} from {named[party]}; the other members from {agreed}",
+            )
+        )
+    return agreed, found
+
+
+def _judge(
+    previous: RoundAudit, entries: list[ConfirmedAnnouncement]
+) -> tuple[bool | None, list[Finding], list[Finding]]:
+    """Judge re-derived round r by the starts round r+1's members announced.
+
+    Returns whether r reproduces (some member started from its aggregate), findings about r
+    (nobody did) and findings about r+1 (each member that started elsewhere).
+    """
+    expected = previous.aggregate_sha256
+    round_no = previous.round + 1
+    about_next = [_no_start(round_no, e) for e in entries if not e.announcement.start_sha256]
+    named = [e for e in entries if e.announcement.start_sha256]
+    if not named:
+        return None, [], about_next
+    differ = [e for e in named if e.announcement.start_sha256 != expected]
+    if len(differ) == len(named):
+        starts = ", ".join(sorted({e.announcement.start_sha256 for e in differ}))
+        message = (
+            f"round {previous.round}'s aggregate re-derived from the ledger is {expected}, but every "
+            f"member of round {round_no} started from something else ({starts})"
+        )
+        return False, [Finding(previous.round, "", "NotReproduced", message)], about_next
+    for entry in differ:
+        party = entry.announcement.party
+        about_next.append(
+            Finding(
+                round_no,
+                party,
+                "StartMismatch",
+                f"{party} started round {round_no} from {entry.announcement.start_sha256}; round "
+                f"{previous.round}'s aggregate re-derived from the ledger is {expected}: {party} "
+                f"aggregated round {previous.round} differently",
+                entry.tx_id,
+            )
+        )
+    return True, [], about_next
+
+
+class _Auditor:
+    """The audit's walk through the rounds; holds the previous round's re-derived state."""
+
+    def __init__(self, inputs: AuditInput, work_dir: Path) -> None:
+        self.inputs = inputs
+        self.work_dir = work_dir
+        self.aggregator = get_aggregator(inputs.spec.training.aggregation, inputs.spec.training.robust)
+        self.seconds = {"download": 0.0, "verify": 0.0, "aggregate": 0.0}
+
+    def _screen(
+        self, round_no: int, entries: list[ConfirmedAnnouncement], start: Mapping[str, torch.Tensor] | None
+    ) -> tuple[list[Update] | None, dict[str, str], list[Finding]]:
+        """The round's usable updates: ``party.screen_update`` of each against the round's start.
+
+        An update that fails the sha256 or the gate is excluded, as every party excluded it: a
+        finding, and the round goes on. One that cannot be read at all (missing, no access)
+        leaves the round underivable: None instead of the updates.
+        """
+        reference = start if start is not None else _first_reference(self.inputs.stores, entries)
+        updates: list[Update] = []
+        outcome: dict[str, str] = {}
+        found: list[Finding] = []
+        derivable = True
+        inbox = self.work_dir / f"round-{round_no}"
+        for entry in entries:
+            ann = entry.announcement
+            store = self.inputs.stores.get(ann.party)
+            try:
+                if store is None:
+                    raise errors.AccessDeniedError(
+                        f"no read access to {ann.party}'s bucket was given to the audit"
+                    )
+                if reference is None:
+                    raise errors.UnavailableError("no update of the round could be read to check it against")
+                verdict = screen_update(store, entry, inbox / f"{ann.party}.safetensors", reference)
+            except errors.StorageError as exc:
+                code = "MissingObject" if isinstance(exc, errors.ObjectNotFoundError) else "Unreadable"
+                outcome[ann.party] = code
+                message = f"{ann.party}'s round {round_no} update ({ann.uri}): {exc}"
+                found.append(Finding(round_no, ann.party, code, message, entry.tx_id))
+                derivable = False
+                continue
+            self.seconds["download"] += verdict.download_seconds
+            self.seconds["verify"] += verdict.verify_seconds
+            outcome[ann.party] = verdict.code or "ok"
+            if verdict.update is None:
+                message = (
+                    f"{ann.party}'s round {round_no} update ({ann.uri}) is excluded, as every party "
+                    f"must have excluded it: {verdict.reason}"
+                )
+                found.append(Finding(round_no, ann.party, verdict.code, message, entry.tx_id))
+            else:
+                updates.append(verdict.update)
+        return (updates if derivable else None), outcome, found
+
+    def audit(self) -> AuditReport:
+        started = time.perf_counter()
+        inputs = self.inputs
+        rules, head_id, findings = _read_ledger(inputs)
+        total = inputs.spec.training.rounds
+        audits: list[RoundAudit] = []
+        previous: dict[str, torch.Tensor] | None = None
+        agg_state: dict[str, torch.Tensor] | None = None
+        for round_no in range(1, total + 1):
+            found: list[Finding] = []
+            entries = rules.round_announcements(round_no)
+            complete = rules.is_complete(round_no)
+            if not complete:
+                missing = sorted(set(inputs.members) - set(rules.announced(round_no)))
+                message = f"round {round_no} is not complete on the ledger: no counted announcement from "
+                found.append(Finding(round_no, missing[0], "IncompleteRound", message + ", ".join(missing)))
+            start: str | None
+            if audits and audits[-1].aggregate_sha256 is not None:
+                reproduced, about_last, about_this = _judge(audits[-1], entries)
+                last = audits[-1]
+                audits[-1] = dataclasses.replace(
+                    last, reproduced=reproduced, findings=[*last.findings, *about_last]
+                )
+                findings.extend(about_last)
+                found.extend(about_this)
+                start = last.aggregate_sha256
+            else:
+                start, about_this = _agreed_start(round_no, entries)
+                found.extend(about_this)
+            updates, outcome, screened = self._screen(round_no, entries, previous)
+            found.extend(screened)
+            aggregate_sha: str | None = None
+            if complete and updates is not None and (updates or previous is not None):
+                t0 = time.perf_counter()
+                try:
+                    result = aggregate_round(self.aggregator, updates, previous or {}, agg_state)
+                except errors.AggregationError as exc:
+                    found.append(Finding(round_no, "", "AggregationFailed", f"round {round_no}: {exc}"))
+                else:
+                    previous, agg_state = result.tensors, result.state
+                    aggregate_sha = state_sha256(result.tensors)
+                self.seconds["aggregate"] += time.perf_counter() - t0
+            if aggregate_sha is None:  # the next round cannot be compared with this one
+                previous, agg_state = None, None
+            audits.append(
+                RoundAudit(
+                    round=round_no,
+                    members=[e.announcement.party for e in entries],
+                    announcements=[_announcement_audit(e, outcome) for e in entries],
+                    start_sha256=start,
+                    aggregate_sha256=aggregate_sha,
+                    reproduced=None,
+                    findings=found,
+                )
+            )
+            findings.extend(found)
+        final_sha = audits[-1].aggregate_sha256 if audits else None
+        # Without a re-derived final model the cause is already a finding: claims are not compared.
+        claims = inputs.final_claims if final_sha is not None else {}
+        final_found = [dataclasses.replace(f, round=total) for f in check_final(final_sha, claims)]
+        if audits and claims:
+            last = audits[-1]
+            audits[-1] = dataclasses.replace(
+                last, reproduced=len(final_found) < len(claims), findings=[*last.findings, *final_found]
+            )
+        findings.extend(final_found)
+        seconds = {**self.seconds, "total": time.perf_counter() - started}
+        return AuditReport(
+            inputs.fed,
+            rounds_mod.spec_hash(inputs.spec),
+            head_id,
+            audits,
+            final_sha,
+            dict(inputs.final_claims),
+            _ordered(findings),
+            seconds,
+        )
+
+
 _CODE_ORDER = {
     code: i
     for i, code in enumerate(
         [
             "OtherHead",
-            "NotMember",
-            "NotSigned",
-            "Duplicate",
-            "SpecMismatch",
-            "OutOfRange",
+            *AUTHENTICITY,
+            *sorted(rounds_mod.OFFENCES - {"HashMismatch", "BadUpdate"}),
             "IncompleteRound",
             "MissingObject",
+            "Unreadable",
             "HashMismatch",
             "BadUpdate",
-            "Unreadable",
             "AggregationFailed",
             "NoStartHash",
             "StartDisagreement",
@@ -604,7 +596,7 @@ _CODE_ORDER = {
 
 def _ordered(findings: list[Finding]) -> list[Finding]:
     """By round, then by cause (the ledger's before the objects', before the aggregates')."""
-    return sorted(findings, key=lambda f: (f.round, _CODE_ORDER.get(f.code, 99), f.party))
+    return sorted(findings, key=lambda f: (f.round, _CODE_ORDER.get(f.code, len(_CODE_ORDER)), f.party))
 
 
 def run_audit(inputs: AuditInput, *, work_dir: Path | None = None) -> AuditReport:

@@ -209,4 +209,5 @@ def from_worker_config(
         outputs=outputs,
         stores=stores,
         final_claims=dict(extra_claims or {}),
+        max_samples={m.name: m.max_samples for m in party.members},
     )

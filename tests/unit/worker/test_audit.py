@@ -44,8 +44,8 @@ class Federation:
     spec: FederationSpec
     keys: dict[str, keys.PartyKeys]
     buckets: Path
-    announcements: list[tuple[str, tx.Announcement]]
-    """(signing party, announcement) in ledger order."""
+    announcements: list[tuple[str, tx.Announcement | tx.Cutoff]]
+    """(signing party, announcement or cutoff) in ledger order."""
     globals: list[str]
     """state_sha256 of the initial weights, then of each round's aggregate."""
 
@@ -66,10 +66,14 @@ class Federation:
         return self.buckets / party / FED / "rounds" / str(round_no) / f"{party}.safetensors"
 
 
-def _envelope(signer: keys.PartyKeys, ann: tx.Announcement) -> dict[str, str]:
+def _envelope(signer: keys.PartyKeys, ann: tx.Announcement | tx.Cutoff) -> dict[str, str]:
     utxo = {
         "11" * 32 + "#0": utxo_mod.txout_to_json(pycardano.TransactionOutput(signer.address(), 50_000_000))
     }
+    if isinstance(ann, tx.Cutoff):
+        return tx.build_cutoff_tx(
+            ann, keys=signer, utxo=utxo, protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS
+        )
     return tx.build_announcement_tx(
         ann, keys=signer, utxo=utxo, peer_addresses=[], protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS
     )
@@ -167,13 +171,43 @@ def test_a_changed_object_is_named_by_round_and_party(federation: Federation, ch
     # Execute
     report = run_audit(federation.inputs())
 
-    # Assert: round 1 stays green; round 2 cannot be re-derived, and the cause is named
-    code = "HashMismatch" if change == "tampered" else "MissingObject"
-    assert _codes(report) == [(2, "bob", code)]
-    assert report.rounds[0].ok and not report.rounds[1].ok and report.rounds[1].aggregate_sha256 is None
+    # Assert: round 1 stays green; round 2 fails, naming the object first
+    report_line = audit_output.failure_line(report)
+    assert report.rounds[0].ok and not report.rounds[1].ok
+    if change == "tampered":  # excluded by the workers' rule: the rest no longer gives the final model
+        assert _codes(report) == [(2, "bob", "HashMismatch"), (2, "", "FinalMismatch")]
+        assert report.rounds[1].reproduced is False
+    else:  # unreadable: the round cannot be re-derived at all
+        assert _codes(report) == [(2, "bob", "MissingObject")]
+        assert report.rounds[1].aggregate_sha256 is None
+    code = report.findings[0].code
     assert report.rounds[1].announcements[1].object == code
-    line = audit_output.failure_line(report)
-    assert line is not None and line.startswith(f"audit failed at round 2, party bob: {code}")
+    assert report_line is not None and report_line.startswith(f"audit failed at round 2, party bob: {code}")
+
+
+def test_an_update_every_party_excluded_is_audited_by_the_same_rule(federation: Federation) -> None:
+    # Prepare: bob announced round 2 with a digest his object does not have; every party
+    # excluded it (party.screen_update) and aggregated alice's and carol's alone
+    index, (signer, ann) = next(
+        (i, item)
+        for i, item in enumerate(federation.announcements)
+        if item[1].round == 2 and item[0] == "bob"
+    )
+    federation.announcements[index] = (signer, dataclasses.replace(ann, sha256="99" * 32))
+    rest = []
+    for name in ("alice", "carol"):
+        tensors = safetensors.torch.load_file(str(federation.object(2, name)))
+        samples = next(a.samples for _, a in federation.announcements if (a.round, a.party) == (2, name))
+        rest.append(Update(name, samples, tensors))
+    excluded_final = state_sha256(fedavg(rest))
+
+    # Execute
+    report = run_audit(federation.inputs(claims={"every party": excluded_final}))
+
+    # Assert: the round reproduces without bob; bob's offence is named
+    assert _codes(report) == [(2, "bob", "HashMismatch")]
+    assert report.rounds[1].aggregate_sha256 == excluded_final and report.rounds[1].reproduced is True
+    assert "excluded" in report.findings[0].message
 
 
 def test_an_announcement_signed_by_another_member_is_a_forgery(federation: Federation) -> None:
@@ -303,3 +337,56 @@ def test_a_run_dir_that_is_not_one_is_refused(tmp_path: Path) -> None:
         audit_inputs.from_run_dir(tmp_path / "absent")
     with pytest.raises(errors.ConfigError, match=r"report\.json is missing"):
         audit_inputs.from_run_dir(tmp_path)
+
+
+def _announced(federation: Federation, round_no: int, party: str) -> tuple[int, tx.Announcement]:
+    for index, (_, item) in enumerate(federation.announcements):
+        if isinstance(item, tx.Announcement) and (item.round, item.party) == (round_no, party):
+            return index, item
+    raise AssertionError(f"no announcement of {party} for round {round_no}")
+
+
+def test_offences_against_the_round_rules_are_named(federation: Federation) -> None:
+    # Prepare: alice announces round 1 twice; the audit is told carol may claim at most 5 samples
+    _, first = _announced(federation, 1, "alice")
+    federation.announcements.append(("alice", dataclasses.replace(first, sha256="aa" * 32)))
+    inputs = dataclasses.replace(federation.inputs(), max_samples={"carol": 5})
+
+    # Execute
+    report = run_audit(inputs)
+
+    # Assert: the duplicate does not count; carol's claims (30 samples) exceed her cap every
+    # round, so her announcements do not count either
+    named = {(f.round, f.party, f.code) for f in report.findings}
+    assert {
+        (1, "alice", "Duplicate"),
+        (1, "carol", "TooManySamples"),
+        (2, "carol", "TooManySamples"),
+    } <= named
+    assert report.rounds[0].members == ["alice", "bob"] and not report.ok
+
+
+def test_a_quorum_round_is_cut_off_and_the_late_member_is_no_offender(federation: Federation) -> None:
+    # Prepare: quorum 2; in round 2 alice cuts the round off after alice and bob: carol is late
+    spec = federation.spec.model_copy(
+        update={"round_policy": federation.spec.round_policy.model_copy(update={"quorum": 2})}
+    )
+    digest = spec_hash(spec)
+    federation.spec = spec
+    federation.announcements = [
+        (s, dataclasses.replace(a, spec_hash=digest)) for s, a in federation.announcements
+    ]
+    index, _ = _announced(federation, 2, "carol")
+    federation.announcements.insert(index, ("alice", tx.Cutoff(FED, 2, "alice", digest)))
+    rest = []
+    for name in ("alice", "bob"):
+        _, ann = _announced(federation, 2, name)
+        rest.append(Update(name, ann.samples, safetensors.torch.load_file(str(federation.object(2, name)))))
+    cut_final = state_sha256(fedavg(rest))
+
+    # Execute
+    report = run_audit(federation.inputs(claims={"every party": cut_final}))
+
+    # Assert
+    assert report.ok, report.findings
+    assert report.rounds[1].members == ["alice", "bob"] and report.final_sha256 == cut_final
