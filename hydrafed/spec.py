@@ -316,6 +316,47 @@ class StorageSpec(SpecModel):
     """How long read grants given to peers stay valid."""
 
 
+class EscrowSpec(SpecModel):
+    """Deposits in escrow with penalties, inside the head (hydrafed.hydra.escrow)."""
+
+    enabled: bool = False
+    """Each party locks amountLovelace at its own escrow address once the head is open."""
+    amount_lovelace: Lovelace = Field(default=10_000_000, ge=1_000_000)
+    """The deposit each party locks; a slash splits it equally among the others (each share must
+    hold its min-ADA, about 0.86 ADA)."""
+    threshold: int = Field(default=1, ge=1, le=28)
+    """M: how many of the other parties must sign a slash or a release (at most parties - 1)."""
+    refund_slot: int = Field(default=0, ge=0, le=2**63 - 1)
+    """Slot from which a party alone may take its deposit back. It must leave time for every round,
+    then Close, contestation ((1 + parties) x contestationPeriodSeconds at worst) and fanout, so
+    that an L1 slash can come first; the devnet counts one slot per second from its start."""
+
+
+class NftSpec(SpecModel):
+    """The provenance NFT minted on L1 after fanout (hydrafed.hydra.nft)."""
+
+    enabled: bool = False
+    """Mint one token named by the final model's sha256 once the head is fanned out."""
+    policy_deadline_slot: int = Field(default=0, ge=0, le=2**63 - 1)
+    """The policy's InvalidHereAfter: nothing can be minted under it from this slot on. Like
+    escrow.refundSlot it must come after every round, Close, contestation and fanout."""
+    required_signers: int | None = Field(default=None, ge=1, le=29)
+    """M of the M-of-N policy; unset: every party (N-of-N)."""
+
+
+def _slot_rule(field: str, value: int, spec: FederationSpec) -> None:
+    """The least a slot bound needs: every round's timeout, then Close and one contestation."""
+    need = (
+        spec.training.rounds * spec.round_policy.timeout_seconds + 2 * spec.head.contestation_period_seconds
+    )
+    if value < need:
+        raise ValueError(
+            f"{field}: {value} is too early: training.rounds x roundPolicy.timeoutSeconds + "
+            f"2 x head.contestationPeriodSeconds is {need} slots; set it to at least that, plus "
+            "(parties - 1) x contestationPeriodSeconds and the time to slash or mint on L1"
+        )
+
+
 class FederationSpec(SpecModel):
     """spec of a Federation: the training, the head and the storage all parties agree on."""
 
@@ -331,6 +372,23 @@ class FederationSpec(SpecModel):
     """Update storage."""
     close: bool = False
     """Close and fan out the head and keep the Federation as a record (any party may do it)."""
+    escrow: EscrowSpec = Field(default_factory=EscrowSpec)
+    """Deposits in escrow with penalties (off by default)."""
+    nft: NftSpec = Field(default_factory=NftSpec)
+    """The provenance NFT (off by default)."""
+
+    @model_validator(mode="after")
+    def _check_slots(self) -> FederationSpec:
+        if self.escrow.enabled:
+            _slot_rule("escrow.refundSlot", self.escrow.refund_slot, self)
+            if self.escrow.amount_lovelace >= self.head.deposit_lovelace:
+                raise ValueError(
+                    "escrow.amountLovelace must be below head.depositLovelace (the deposit also pays "
+                    "the announcements): lower the escrow amount or raise the deposit"
+                )
+        if self.nft.enabled:
+            _slot_rule("nft.policyDeadlineSlot", self.nft.policy_deadline_slot, self)
+        return self
 
 
 class SecretRef(SpecModel):
