@@ -12,12 +12,47 @@ This module stays free of torch so that the CLI can start the server before its 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
+import importlib
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
 
-PRELOAD = ("torch", "torch._dynamo", "hydrafed.worker.party", "hydrafed.worker.tasks")
+HEAVY = (
+    "torch",
+    "torch._dynamo",
+    "hydrafed.worker.production",
+    "hydrafed.worker.tasks",
+    "hydrafed.worker.simulate",
+    "hydrafed.storage.s3",
+)
+"""What every party imports, imported once in the fork server (``preload``).
+
+The worker's transports (``production``: hydra client, aiohttp) and ``hydrafed.storage.s3``
+(boto3, botocore) are here too: imported in each party they were private to it. N=29 on
+SeaweedFS, 3 rounds, summed PSS of the tree sampled every 2 s: 8375 MiB with torch and the round
+loop preloaded alone (the parties 7242 MiB of it), 4969 MiB with these, ``gc.freeze`` and
+``release_freed_memory`` (the parties 3862 MiB)."""
+
+PRELOAD = ("hydrafed.worker.preload",)
+"""The fork server's only preload: a module whose import runs ``preload``."""
+
+
+def preload() -> None:
+    """Import ``HEAVY``, then move everything allocated so far out of the collector's reach.
+
+    Run once in the fork server. Without ``gc.freeze()`` every party's first collections walk
+    the preloaded objects and write to their headers, copying nearly every page it shares with
+    the server. An import that fails here is left for the party to meet again, inside its own
+    error report (the server must not die of it).
+    """
+    for name in HEAVY:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    gc.collect()
+    gc.freeze()
 
 
 PartyContext = multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext
@@ -46,6 +81,16 @@ own machine. With N parties training on a few cores, an announcement's path thro
 (HTTP, validation, snapshot) queued behind their CPU: at N=10 on 2 cores the round's critical
 path, and so the time no party trains, shrank by about a quarter when the parties yield to it.
 """
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the kernel (glibc keeps them for reuse by default).
+
+    Called in a party once its task is built: loading and splitting the dataset leaves ~30 MiB
+    of freed heap that the party would otherwise hold for the whole run (x N parties).
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def lower_priority() -> None:

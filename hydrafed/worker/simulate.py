@@ -126,6 +126,7 @@ def _party_process(
     processes_mod.lower_priority()
     try:
         task = build_task(config.spec.training, party_index=party_index, parties=parties, cache=cache)
+        processes_mod.release_freed_memory()
         worker = build_worker(config, access, task, progress=events.put)
         result = asyncio.run(worker.run())
         events.put({"party": config.name, "state": State.RESULT, "result": asdict(result)})
