@@ -99,13 +99,19 @@ class HydraLedger:
         members: Mapping[str, tuple[str, str]],
         network: keys_mod.NetworkName = "testnet",
         offline_limit: float = client_mod.DEFAULT_OFFLINE_LIMIT,
+        max_samples: Mapping[str, int | None] | None = None,
     ) -> None:
         self._keys = keys
         self._spec = spec
         self._network = network
         self._peers = [address for name, (address, _) in sorted(members.items()) if name != keys.name]
         self._book = rounds_mod.RoundBook(
-            fed, rounds_mod.spec_hash(spec), {name: key_hash for name, (_, key_hash) in members.items()}
+            fed,
+            rounds_mod.spec_hash(spec),
+            {name: key_hash for name, (_, key_hash) in members.items()},
+            max_samples=max_samples,
+            total_rounds=spec.training.rounds,
+            quorum=spec.round_policy.quorum,
         )
         # Snapshots' UTxO (thousands of entries late in a run) is not worth parsing: the tx builder
         # reads the UTxO over HTTP.

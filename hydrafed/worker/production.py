@@ -43,6 +43,7 @@ def build_worker(
         {m.name: (m.address, m.key_hash) for m in config.members},
         access.network,
         offline_limit=access.offline_limit,
+        max_samples={m.name: m.max_samples for m in config.members},
     )
     own = storage.open_store(config.spec.storage, access.storage_credentials)
     peers = {m.name: storage.open_shared(m.grant) for m in config.members if m.name != config.name}
