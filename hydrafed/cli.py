@@ -282,7 +282,8 @@ def audit_command(
                 raise errors.ConfigError(f"{flag} {value!r}: expected a sha256, 64 hex characters")
             claims[flag.removeprefix("--")] = value.lower()
     if (run_dir is None) == (worker_config is None):
-        raise errors.ConfigError("pass a simulate run folder (RUN_DIR) or --worker-config FILE, not both")
+        which = "not both" if run_dir is not None else "one of them"
+        raise errors.ConfigError(f"pass a simulate run folder (RUN_DIR) or --worker-config FILE, {which}")
     if run_dir is not None:
         if node_url is not None:
             raise errors.ConfigError("--node-url: a simulate run's head is closed; use RUN_DIR or --ledger")

@@ -16,8 +16,10 @@ import pycardano
 import pytest
 import safetensors.torch
 import torch
+from typer.testing import CliRunner
 
 from hydrafed import errors
+from hydrafed.cli import app
 from hydrafed.hydra import keys, messages, tx
 from hydrafed.hydra import utxo as utxo_mod
 from hydrafed.hydra.devnet.emulated_head import DEFAULT_PROTOCOL_PARAMETERS
@@ -390,3 +392,17 @@ def test_a_quorum_round_is_cut_off_and_the_late_member_is_no_offender(federation
     # Assert
     assert report.ok, report.findings
     assert report.rounds[1].members == ["alice", "bob"] and report.final_sha256 == cut_final
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "RUN_DIR.*or --worker-config FILE, one of them"),
+        (["run", "--worker-config", "w.yaml"], "not both"),
+        (["run", "--nft-asset", "xyz"], "--nft-asset 'xyz': expected a sha256"),
+        (["run", "--node-url", "http://x:1"], "--node-url: a simulate run's head is closed"),
+    ],
+)
+def test_the_command_names_bad_input(args: list[str], message: str) -> None:
+    with pytest.raises(errors.ConfigError, match=message):
+        CliRunner().invoke(app, ["audit", *args], catch_exceptions=False)
