@@ -7,7 +7,8 @@ as in production.
 
 Public API::
 
-    run_in_process(spec, tasks, work_dir, *, fed="in-process", progress=None) -> {party: PartyResult}
+    run_in_process(spec, tasks, work_dir, *, fed="in-process", progress=None, max_samples=None,
+                   worker_types=None) -> {party: PartyResult}
 """
 
 from __future__ import annotations
@@ -31,8 +32,14 @@ def run_in_process(
     *,
     fed: str = "in-process",
     progress: Progress | None = None,
+    max_samples: Mapping[str, int] | None = None,
+    worker_types: Mapping[str, type[PartyWorker]] | None = None,
 ) -> dict[str, PartyResult]:
-    """Run ``spec.training.rounds`` rounds with one worker per task (party name -> task)."""
+    """Run ``spec.training.rounds`` rounds with one worker per task (party name -> task).
+
+    ``max_samples`` are the members' declared maxima; ``worker_types`` lets a benchmark or test
+    run a party with a ``PartyWorker`` subclass (bench/robust.py's hostile party).
+    """
     names = sorted(tasks)
     buckets = Path(work_dir) / "buckets"
     spec = spec.model_copy(update={"storage": StorageSpec(backend=StorageBackend.LOCAL, root=str(buckets))})
@@ -42,14 +49,18 @@ def run_in_process(
         owner.ensure_bucket(name)
         grants[name] = owner.share(name, f"{fed}/rounds/", timedelta(hours=spec.storage.share_expiry_hours))
     # Key hashes and addresses are the Hydra ledger's business; the in-memory head counts by name.
-    members = tuple(Member(n, address="", key_hash="", bucket=n, grant=grants[n]) for n in names)
+    caps = max_samples or {}
+    members = tuple(
+        Member(n, address="", key_hash="", bucket=n, grant=grants[n], max_samples=caps.get(n)) for n in names
+    )
     head = InMemoryHead(fed, names)
 
     def worker(name: str) -> PartyWorker:
         config = PartyConfig(fed, name, members, spec, Path(work_dir) / "parties" / name)
         peers: dict[str, UpdateStore] = {m.name: open_shared(m.grant) for m in members if m.name != name}
         own = LocalStore(buckets)
-        return PartyWorker(config, tasks[name], head.ledger(name), own, peers, progress=progress)
+        kind = (worker_types or {}).get(name, PartyWorker)
+        return kind(config, tasks[name], head.ledger(name), own, peers, progress=progress)
 
     async def run_all() -> dict[str, PartyResult]:
         results = await asyncio.gather(*(worker(n).run() for n in names))

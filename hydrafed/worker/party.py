@@ -47,87 +47,18 @@ from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, g
 from hydrafed.worker.fit import check_fits
 from hydrafed.worker.ledger import Ledger
 from hydrafed.worker.phases import State
+from hydrafed.worker.records import Member as Member
+from hydrafed.worker.records import PartyConfig as PartyConfig
+from hydrafed.worker.records import PartyResult as PartyResult
+from hydrafed.worker.records import Progress as Progress
+from hydrafed.worker.records import RoundReport as RoundReport
 from hydrafed.worker.safetensors_header import check_header, header_limit
 from hydrafed.worker.task import LocalTask
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[dict[str, Any]], None]
-
 PHASES = phases.TIMED
 """The timed steps of a round (``phases.TIMED``)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Member:
-    """A federation member as every party knows it: public facts only."""
-
-    name: str
-    address: str
-    """L2 payment address; every announcement pays each peer here."""
-    key_hash: str
-    """Payment key hash (hex) that must have signed the member's announcements."""
-    bucket: str
-    grant: str = dataclasses.field(default="", repr=False)
-    """Read credential the member shared for its round objects (a secret: not in repr)."""
-    max_samples: int | None = None
-    """The most samples the member's announcements may claim (its Party's maxSamples); None: 10^12."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PartyConfig:
-    """What one party process needs; picklable so it crosses a spawn boundary."""
-
-    fed: str
-    name: str
-    members: tuple[Member, ...]
-    spec: FederationSpec
-    work_dir: Path
-
-    def __post_init__(self) -> None:
-        names = [m.name for m in self.members]
-        if self.name not in names:
-            raise errors.ConfigError(f"party {self.name!r} is not among the members {names}")
-        if len(set(names)) != len(names):
-            raise errors.ConfigError(f"member names must be unique, got {names}")
-
-
-@dataclasses.dataclass(frozen=True)
-class RoundReport:
-    """One party's view of one round: members, metrics after aggregation, seconds per phase."""
-
-    round: int
-    members: list[str]
-    metrics: dict[str, float]
-    train_metrics: dict[str, float]
-    timings: dict[str, float]
-    tx_id: str
-    sha256: str
-    global_sha256: str
-    started_at: float = 0.0
-    """Epoch seconds when this party began the round (training), and when it had evaluated."""
-    finished_at: float = 0.0
-    excluded: dict[str, str] = dataclasses.field(default_factory=dict)
-    """Members whose counted announcement was left out after download: party -> code
-    (HashMismatch, BadUpdate)."""
-    missed: bool = False
-    """This party's own update is not in the round (its announcement came after the cutoff):
-    it took the round's aggregate and went on."""
-
-
-@dataclasses.dataclass(frozen=True)
-class PartyResult:
-    """What a party reports when its rounds are done."""
-
-    name: str
-    samples: int
-    rounds: list[RoundReport]
-    final_sha256: str
-    announcements: list[dict[str, Any]]
-    """Every counted announcement as this party's ledger saw it (round, party, txId, uri, sha256...)."""
-    ignored: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    """Every confirmed tx that did not count (txId, party, round, code, reason, offence), in
-    ledger order, then the updates excluded after download (code HashMismatch or BadUpdate)."""
 
 
 def state_sha256(tensors: Mapping[str, torch.Tensor]) -> str:
@@ -335,7 +266,7 @@ class PartyWorker:
         )
 
     def outgoing_update(
-        self, round_no: int, state: dict[str, torch.Tensor], samples: int
+        self, round_no: int, start: Mapping[str, torch.Tensor], state: dict[str, torch.Tensor], samples: int
     ) -> tuple[dict[str, torch.Tensor], int]:
         """Bench tool, not an option: what this party uploads and claims; here what it trained.
 
@@ -746,7 +677,7 @@ class PartyWorker:
             timings.update(train=0.0, serialize=0.0, upload=0.0)
         else:
             local_state, samples, metrics = await self._train(round_no, timings)
-            local_state, samples = self.outgoing_update(round_no, local_state, samples)
+            local_state, samples = self.outgoing_update(round_no, start_state, local_state, samples)
             digest, uri = self._upload(round_no, round_dir, local_state, timings)
             own_update = Update(name, samples, local_state)
 
