@@ -40,7 +40,6 @@ from hydrafed import errors
 from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, RoundRules
-from hydrafed.spec import FederationSpec
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker import phases
 from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, get_aggregator

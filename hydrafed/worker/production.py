@@ -6,28 +6,14 @@ build their ``PartyWorker`` here, so simulate runs exactly what a cluster runs.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
 from pathlib import Path
 
 from hydrafed import storage
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.worker.ledger import HydraLedger
 from hydrafed.worker.party import PartyConfig, PartyWorker, Progress
+from hydrafed.worker.records import NodeAccess as NodeAccess
 from hydrafed.worker.task import LocalTask
-
-
-@dataclasses.dataclass(frozen=True)
-class NodeAccess:
-    """How this party reaches its node and its own bucket; picklable, secrets kept out of repr."""
-
-    api_url: str
-    keys_dir: Path
-    network: keys_mod.NetworkName = "testnet"
-    offline_limit: float = 300.0
-    """Seconds the node may stay unreachable before the worker fails naming it (nodeOfflineSeconds)."""
-    storage_credentials: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
-    """Keys of the party's own bucket (s3, storj); a secret, so kept out of repr and logs."""
 
 
 def build_worker(
