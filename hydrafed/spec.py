@@ -682,6 +682,15 @@ class RoundPhase(StrEnum):
     FAILED = "Failed"
 
 
+class RoundIgnored(StatusModel):
+    """A member's tx of a round that did not count, and why (hydrafed.rounds codes)."""
+
+    party: Name
+    """The member that sent it."""
+    code: str = Field(max_length=32, pattern=r"^[A-Za-z]+$")
+    """Late (after the cutoff: a straggler), TooManySamples, Duplicate, EarlyCutoff, ..."""
+
+
 class RoundRecord(StatusModel):
     """The outcome of one round, as the confirmed announcements define it."""
 
@@ -694,7 +703,12 @@ class RoundRecord(StatusModel):
     completed_at: datetime | None = None
     """When the round's membership was final."""
     announced: Annotated[list[Name], Field(max_length=64)] | None = None
-    """Parties whose announcement for this round was confirmed, in ledger order."""
+    """Parties whose announcement for this round counts, in ledger order: the round's members
+    (with a quorum, those confirmed before the round's cutoff)."""
+    cut_off: bool | None = None
+    """The round was ended by a quorum cutoff tx rather than by every member announcing."""
+    ignored: Annotated[list[RoundIgnored], Field(max_length=64)] | None = None
+    """Members' txs of this round that do not count (stragglers and offences)."""
     global_sha256: Sha256Hex | None = None
     """sha256 of the aggregated global weights (equal on every party)."""
     metrics: Metrics | None = None

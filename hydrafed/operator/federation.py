@@ -480,6 +480,12 @@ class FederationRunner:
                     if book.is_complete(round_no)
                     else spec.RoundPhase.ANNOUNCING.value,
                     "announced": announced,
+                    "cutOff": round_no in book.cutoffs,
+                    "ignored": [
+                        {"party": i.party, "code": i.code}
+                        for i in book.ignored
+                        if i.round == round_no and i.party in book.members and i.code != "CutoffNotNeeded"
+                    ][:64],
                 }
             )
         draft.fields["rounds"] = records
@@ -541,7 +547,30 @@ class FederationRunner:
                         "its update is not aggregated",
                     )
                 )
+            elif ignored.offence and ignored.party in book.members:
+                metrics.PARTY_OFFENCES.labels(**labels, party=ignored.party, code=ignored.code).inc()
+                draft.events.append(
+                    (
+                        "Warning",
+                        "PeerOffence",
+                        f"party {ignored.party} round {ignored.round} ({ignored.code}): {ignored.reason}; "
+                        "every party ignores it",
+                    )
+                )
         self._ignored_seen = len(book.ignored)
+        offenders = book.offences()
+        if offenders:
+            draft.condition(
+                "PeerOffences",
+                True,
+                "PeerOffence",
+                "; ".join(
+                    f"{party}: {', '.join(f'round {i.round} {i.code}' for i in found[-5:])}"
+                    for party, found in sorted(offenders.items())
+                )
+                + " (ignored by every party; updates failing the sha256 or tensor checks are flagged "
+                "by the workers: see their logs)",
+            )
         mismatched = sorted({i.party for i in book.ignored if i.code == "SpecMismatch"})
         if mismatched:
             draft.condition(

@@ -59,6 +59,12 @@ IGNORED_ANNOUNCEMENTS = Counter(
     ["namespace", "federation", "reason"],
     registry=REGISTRY,
 )
+PARTY_OFFENCES = Counter(
+    "hydrafed_party_offences",
+    "Offences a member committed on the ledger (TooManySamples, Duplicate, NoSuchRound, EarlyCutoff, ...).",
+    ["namespace", "federation", "party", "code"],
+    registry=REGISTRY,
+)
 
 ALL = (
     ROUNDS_COMPLETED,
@@ -69,6 +75,7 @@ ALL = (
     PHASE,
     PARTY_ACCURACY,
     IGNORED_ANNOUNCEMENTS,
+    PARTY_OFFENCES,
 )
 
 

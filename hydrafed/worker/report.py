@@ -47,8 +47,10 @@ def build_report(
                 },
                 "finalWeightsSha256": result.final_sha256,
                 "globalWeightsSha256": [r.global_sha256 for r in result.rounds],
+                "missedRounds": [r.round for r in result.rounds if r.missed],
             }
         )
+    membership = _membership(results)
     per_round: list[dict[str, Any]] = []
     for index in range(spec.training.rounds):
         per_round.append(
@@ -81,6 +83,8 @@ def build_report(
         },
         "head": {"headId": head_id, "finalizedOutputs": len(fanout.get("finalizedUTxO", {}))},
         "parties": parties,
+        "rounds": membership,
+        "offences": _offences(results),
         "centralizedAccuracy": list(centralized),
         "identicalFinalWeights": len({r.final_sha256 for r in results.values()}) == 1,
         "identicalWeightsEveryRound": all(
@@ -94,6 +98,49 @@ def build_report(
             "perRound": per_round,
         },
     }
+
+
+def _membership(results: Mapping[str, PartyResult]) -> list[dict[str, Any]]:
+    """Per round, as the first party saw it (every party sees the same ledger): who counted,
+    who was excluded after download (party -> code), whose txs were ignored, and whether every
+    party agrees on that membership."""
+    if not results:
+        return []
+    first = next(iter(results.values()))
+    rows = []
+    for index, record in enumerate(first.rounds):
+        views = {
+            (tuple(r.rounds[index].members), tuple(sorted(r.rounds[index].excluded.items())))
+            for r in results.values()
+            if index < len(r.rounds)
+        }
+        rows.append(
+            {
+                "round": record.round,
+                "members": list(record.members),
+                "excluded": dict(record.excluded),
+                "ignored": [
+                    {"party": i["party"], "code": i["code"]}
+                    for i in first.ignored
+                    if i["round"] == record.round and i["code"] not in ("HashMismatch", "BadUpdate")
+                ],
+                "identicalMembership": len(views) == 1,
+            }
+        )
+    return rows
+
+
+def _offences(results: Mapping[str, PartyResult]) -> dict[str, list[dict[str, Any]]]:
+    """Party -> its offences (round, code, reason) as the first party flagged them."""
+    if not results:
+        return {}
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in next(iter(results.values())).ignored:
+        if row.get("offence"):
+            found.setdefault(str(row["party"]), []).append(
+                {"round": row["round"], "code": row["code"], "reason": row["reason"]}
+            )
+    return found
 
 
 def write_outputs(report: Mapping[str, Any], results: Mapping[str, PartyResult], out: Path) -> None:

@@ -243,6 +243,7 @@ def _party_result(raw: dict[str, Any]) -> PartyResult:
         rounds=[RoundReport(**r) for r in raw["rounds"]],
         final_sha256=raw["final_sha256"],
         announcements=raw["announcements"],
+        ignored=raw.get("ignored", []),
     )
 
 
@@ -279,7 +280,9 @@ def run_simulation(
 
     out = options.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    _remove_stale_partials(out, console)
+    # 0700 (mkdtemp): it holds every party's signing keys and storage credentials until the end.
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-{os.getpid()}-", dir=out.parent))
     try:
         report = _run_in(work, spec, options, names, console, started)
         if out.exists():
@@ -290,9 +293,35 @@ def run_simulation(
             f"report: {out / 'report.json'}  plot: {out / 'accuracy.png'}  ledger: {out / 'ledger.json'}"
         )
         return report
+    except KeyboardInterrupt:
+        shutil.rmtree(work, ignore_errors=True)
+        console.print(f"interrupted: removed the partial output {work} (it held the parties' keys)")
+        raise
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _remove_stale_partials(out: Path, console: Console) -> None:
+    """Remove what a killed run (SIGKILL, power loss) left beside ``out``, saying where it was.
+
+    A partial output holds keys and credentials; its name carries the pid of the run that made
+    it, so one whose process is gone is removed and one of a live run is left alone.
+    """
+    for stale in sorted(out.parent.glob(f".{out.name}.partial-*")):
+        pid_text = stale.name.removeprefix(f".{out.name}.partial-").split("-", 1)[0]
+        if pid_text.isdigit():
+            try:
+                os.kill(int(pid_text), 0)
+                continue  # that run is still going
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                continue  # another user's live process
+            shutil.rmtree(stale, ignore_errors=True)
+            console.print(f"removed {stale}: the partial output (keys included) of a run that was killed")
+        else:
+            console.print(f"{stale} is the partial output (keys included) of an interrupted run: remove it")
 
 
 def _run_in(
