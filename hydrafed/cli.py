@@ -270,6 +270,12 @@ def audit_command(
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Also write the report as JSON here.")
     ] = None,
+    rebuild_initial: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild-initial", help="Check round 1 against the initial model rebuilt from the spec."
+        ),
+    ] = False,
 ) -> None:
     """Re-derive every round from the ledger and the buckets; exit 1 naming the first difference."""
     from hydrafed.worker import audit_inputs, audit_output
@@ -294,6 +300,8 @@ def audit_command(
             worker_config, ledger=ledger, node_url=node_url, extra_claims=claims
         )
     use_threads()
+    if rebuild_initial:
+        inputs = audit_inputs.initial_model(inputs)
     report = run_audit(inputs)
     audit_output.print_report(report, Console())
     if json_out is not None:

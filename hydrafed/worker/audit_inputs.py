@@ -13,6 +13,7 @@ Public API::
 
     from_run_dir(run, *, ledger=None, extra_claims={}) -> AuditInput
     from_worker_config(path, *, ledger=None, node_url=None, extra_claims={}) -> AuditInput
+    initial_model(inputs) -> AuditInput          # with the initial weights rebuilt from the spec
     read_ledger_file(path) -> list[ServerOutput]
     read_node_history(url) -> list[ServerOutput]
 """
@@ -20,6 +21,7 @@ Public API::
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import tempfile
 from collections.abc import Mapping
@@ -170,6 +172,18 @@ def from_run_dir(
         final_claims=claims,
         head_id=str(head_id) if head_id else None,
     )
+
+
+def initial_model(inputs: AuditInput, *, cache: Path | None = None) -> AuditInput:
+    """``inputs`` with the initial model rebuilt from the spec (what every party starts from).
+
+    Builds party 0's task exactly as a worker does (``tasks.build_task``: the seeded model; for
+    image models the dataset is loaded too, so MNIST must be in the cache).
+    """
+    from hydrafed.worker.tasks import build_task
+
+    task = build_task(inputs.spec.training, party_index=0, parties=len(inputs.members), cache=cache)
+    return dataclasses.replace(inputs, initial_state=task.exchanged_state())
 
 
 def from_worker_config(

@@ -50,6 +50,7 @@ class Federation:
     """(signing party, announcement or cutoff) in ledger order."""
     globals: list[str]
     """state_sha256 of the initial weights, then of each round's aggregate."""
+    initial: dict[str, torch.Tensor]
 
     def inputs(self, claims: dict[str, str] | None = None) -> AuditInput:
         outputs: list[messages.ServerOutput] = [messages.parse_output({"tag": "HeadIsOpen", "headId": HEAD})]
@@ -106,6 +107,7 @@ def federation(tmp_path: Path) -> Federation:
     generator = torch.Generator().manual_seed(7)
     current = {"layer.bias": torch.zeros(3), "layer.weight": torch.randn(3, 4, generator=generator)}
     digests = [state_sha256(current)]
+    initial = {k: v.clone() for k, v in current.items()}
     announcements = []
     for round_no in (1, 2):
         updates = []
@@ -130,7 +132,7 @@ def federation(tmp_path: Path) -> Federation:
             announcements.append((name, ann))
         current = fedavg(updates)
         digests.append(state_sha256(current))
-    return Federation(spec, party_keys, buckets, announcements, digests)
+    return Federation(spec, party_keys, buckets, announcements, digests, initial)
 
 
 def _codes(report: Any) -> list[tuple[int, str, str]]:
@@ -406,3 +408,14 @@ def test_a_quorum_round_is_cut_off_and_the_late_member_is_no_offender(federation
 def test_the_command_names_bad_input(args: list[str], message: str) -> None:
     with pytest.raises(errors.ConfigError, match=message):
         CliRunner().invoke(app, ["audit", *args], catch_exceptions=False)
+
+
+def test_round_one_is_checked_against_the_initial_model_when_given(federation: Federation) -> None:
+    # Execute: the true initial weights, then other ones
+    honest = run_audit(dataclasses.replace(federation.inputs(), initial_state=federation.initial))
+    other = {k: v + 1 for k, v in federation.initial.items()}
+    wrong = run_audit(dataclasses.replace(federation.inputs(), initial_state=other))
+
+    # Assert
+    assert honest.ok and honest.rounds[0].start_sha256 == federation.globals[0]
+    assert _codes(wrong) == [(1, "", "InitialMismatch")]
