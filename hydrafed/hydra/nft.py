@@ -38,12 +38,19 @@ class Provenance:
     parties: tuple[str, ...]
     model_uri: str
     model_sha256: str
-    audit_sha256: str
+    #: The audit report's sha256; None until an audit ran (simulate mints before any audit).
+    audit_sha256: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("model_sha256", "audit_sha256"):
             value = getattr(self, name)
-            if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+            if value is None and name == "audit_sha256":
+                continue
+            if (
+                not isinstance(value, str)
+                or len(value) != 64
+                or any(c not in "0123456789abcdef" for c in value)
+            ):
                 raise errors.ConfigError(f"nft.{name}: must be 64 lowercase hex characters")
         if self.rounds < 1 or not self.parties:
             raise errors.ConfigError("nft: rounds must be >= 1 and parties non-empty")
@@ -92,8 +99,9 @@ def cip25_metadata(policy_id: bytes, p: Provenance) -> dict[Any, Any]:
         "parties": [split(name) for name in p.parties],
         "modelUri": split(p.model_uri),
         "modelSha256": p.model_sha256,
-        "auditSha256": p.audit_sha256,
     }
+    if p.audit_sha256 is not None:
+        token["auditSha256"] = p.audit_sha256
     return {policy_id: {p.asset_name: token}, "version": 2}
 
 

@@ -35,6 +35,7 @@ from hydrafed import errors, storage
 from hydrafed.head import HeadController
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys as keys_mod
+from hydrafed.hydra import settlement
 from hydrafed.hydra.devnet import Devnet, DevnetThread
 from hydrafed.rounds import spec_hash
 from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
@@ -367,6 +368,7 @@ def _run_federation(
         urls = dict(zip(names, net.urls, strict=True))
         party_keys = {n: keys_mod.load_party_keys(work / "devnet" / "parties" / n, n) for n in names}
         head_id = asyncio.run(_open_head(urls, party_keys))
+        escrow_state = asyncio.run(settlement.after_open(urls, party_keys, spec, options.fed))
         setup_seconds = time.perf_counter() - started
         members = tuple(
             Member(
@@ -430,8 +432,13 @@ def _run_federation(
                     centralized = central_future.result()
         baselines_seconds = time.perf_counter() - baselines_started
 
+        escrow_state = asyncio.run(settlement.before_close(urls, party_keys, spec, options.fed, escrow_state))
         with console.status("closing the head: Close, contestation period, Fanout"):
             fanout = asyncio.run(_close_head(urls))
+        finals = {r.final_sha256 for r in results.values()}
+        uri = f"file://{options.out.resolve()}/report.json"  # where the final digest is recorded
+        minted = asyncio.run(settlement.after_fanout(urls, party_keys, spec, options.fed, finals, uri))
+        settlement.write_record(work, escrow_state, minted)
 
     for name in names:
         shutil.rmtree(work / "parties" / name, ignore_errors=True)
