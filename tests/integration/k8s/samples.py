@@ -83,6 +83,8 @@ FEDERATION_STATUS = spec.FederationStatus(
             started_at=T0,
             completed_at=T1,
             announced=["alice", "bob", "carol"],
+            cut_off=True,
+            ignored=[spec.RoundIgnored(party="dave", code="Late")],
             global_sha256=SHA,
             metrics={"accuracy": 0.93},
         )
