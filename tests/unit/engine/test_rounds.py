@@ -142,3 +142,36 @@ def test_spec_hash_ignores_the_local_storage_root_but_not_training() -> None:
     assert spec_hash(base) == spec_hash(moved)
     assert spec_hash(base) != spec_hash(retrained)
     assert len(spec_hash(base)) == 16
+
+
+def _cutoff(
+    k: keys.PartyKeys, *, party: str | None = None, round_no: int = 1, utxo_index: int = 9
+) -> dict[str, str]:
+    cut = tx.Cutoff(fed="fed", round=round_no, party=party or k.name, spec_hash="ab")
+    return tx.build_cutoff_tx(cut, keys=k, utxo=_utxo(k, utxo_index), protocol_parameters=PARAMS)
+
+
+def test_a_signed_cutoff_tx_fixes_a_quorum_round_and_a_forged_one_does_not(
+    party_keys: dict[str, keys.PartyKeys],
+) -> None:
+    # Prepare: quorum 2; bob forges a cutoff in carol's name before the real one
+    book = RoundBook(
+        "fed", "ab", {n: k.participant_id for n, k in party_keys.items()}, total_rounds=3, quorum=2
+    )
+    alice, bob = (_envelope(party_keys[n]) for n in ("alice", "bob"))
+    forged = _cutoff(party_keys["bob"], party="carol", utxo_index=7)
+    real = _cutoff(party_keys["carol"])
+    late = _envelope(party_keys["carol"], utxo_index=3)
+
+    # Execute
+    book.observe_envelopes([alice, bob, forged, real, late], snapshot=4)
+
+    # Assert
+    assert tx.decode_cutoff(real) == tx.Cutoff("fed", 1, "carol", "ab")
+    assert tx.decode_announcement(real) is None and tx.decode_cutoff(alice) is None
+    assert book.cutoffs[1].tx_id == real["txId"]
+    assert book.is_complete(1) and book.announced(1) == ["alice", "bob"]
+    assert [(i.code, i.party) for i in book.ignored] == [("NotSigned", "carol"), ("Late", "carol")]
+    assert [type(item).__name__ for item in book.stream] == [
+        "ConfirmedAnnouncement", "ConfirmedAnnouncement", "ConfirmedCutoff", "ConfirmedAnnouncement"
+    ]  # fmt: skip
