@@ -5,10 +5,11 @@
 #
 # --local: no container registry here, so the base is a Debian bookworm root filesystem made by
 # mmdebstrap and imported as localhost/hydrafed-base:bookworm (the worker then is the CPU variant).
-# In a sandbox buildah needs the vfs storage driver and chroot isolation; both are set below.
+# In a sandbox buildah needs chroot isolation (set below). Images go to the default containers
+# store (overlay), where podman finds them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export STORAGE_DRIVER=${STORAGE_DRIVER:-vfs} BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
+export BUILDAH_ISOLATION=${BUILDAH_ISOLATION:-chroot}
 TAG=${TAG:-0.1.0}
 REGISTRY=${REGISTRY:-ghcr.io/hydrafed}
 local=0 targets=()

@@ -21,6 +21,7 @@ import yaml
 from tests.conftest import REPO_ROOT
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import ApiError, KubeClient
+from tests.fixtures.operator import service_account_token
 
 CHART = REPO_ROOT / "charts" / "hydrafed"
 HELM = REPO_ROOT / "tests" / "cluster" / "bin" / "helm"
@@ -164,16 +165,7 @@ def test_pre_delete_script_with_the_hook_token_deletes_federations_then_parties(
         "spec": {"federation": "digits", "local": True, "bucket": "alice-digits"},
     }
     kube.create(PARTIES.format(ns=namespace), party)
-    token = kube.request(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/rel-operator-pre-delete/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 600},
-        },
-    )["status"]["token"]
-    (tmp_path / "token").write_text(token)
+    (tmp_path / "token").write_text(service_account_token(kube, namespace, "rel-operator-pre-delete", 600))
     env = {
         **os.environ, "API_SERVER": k8s_cluster.server, "TOKEN_FILE": str(tmp_path / "token"),
         "CA_FILE": str(k8s_cluster.ca_file), "NAMESPACES": namespace, "TIMEOUT_SECONDS": "30",

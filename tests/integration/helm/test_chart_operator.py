@@ -1,18 +1,19 @@
 """The operator as the chart runs it: its rendered arguments and the chart ServiceAccount's token.
 
-What it does not prove: key generation and the node children (the Federation stays Pending,
-for want of a peer's read grant); docs/operator.md's tests cover those with the same RBAC rules.
-
-kwok does not run containers, so the operator runs here as a local process, but with exactly
-the args and POD_NAMESPACE of the installed Deployment and the token of the chart's
-ServiceAccount: an RBAC rule the chart lacks shows up as a Forbidden here, not at a user's.
+kwok does not run containers, so the operator runs here as a local process, and in the built
+operator image under podman where that image exists (tests/integration/helm/launch.py), with
+exactly the args and POD_NAMESPACE of the installed Deployment and the token of the chart's
+ServiceAccount. It generates the local party's key Secret and read grant, builds the node
+children and reaches Provisioning (kwok runs no hydra-node, so the node stays unreachable), then
+releases the Federation on delete: an RBAC rule the chart lacks shows up as a Forbidden here,
+not at a user's.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import os
-import subprocess
+import secrets
 import time
 import urllib.request
 from pathlib import Path
@@ -20,14 +21,18 @@ from typing import Any
 
 import pytest
 
+from hydrafed.hydra import keys as keys_mod
+from hydrafed.operator import names
 from hydrafed.ports import free_port
-from tests.conftest import REPO_ROOT
-from tests.fixtures.cluster import Cluster, write_kubeconfig
+from hydrafed.storage import LocalStore
+from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import KubeClient
+from tests.fixtures.operator import service_account_kubeconfig
+from tests.integration.helm import launch
 from tests.integration.helm.test_chart import CHART, FEDS, PARTIES, helm
+from tests.integration.operator.manifests import obj, secret
 
 pytestmark = pytest.mark.integration
-HYDRAFED = REPO_ROOT / ".venv" / "bin" / "hydrafed"
 
 
 def _healthy(port: int) -> bool:
@@ -39,73 +44,86 @@ def _healthy(port: int) -> bool:
     return False
 
 
-def _message(kube: KubeClient, namespace: str) -> str:
-    return str((kube.get(f"{FEDS.format(ns=namespace)}/digits").get("status") or {}).get("message") or "")
+def _status(kube: KubeClient, namespace: str) -> dict[str, Any]:
+    return dict(kube.get(f"{FEDS.format(ns=namespace)}/digits").get("status") or {})
 
 
-def test_operator_with_the_chart_token_and_args_reconciles_and_releases_a_federation(
-    k8s_cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
+def _manifests(kube: KubeClient, namespace: str, root: Path) -> None:
+    """A Federation on local buckets; alice is this cluster's party, bob a remote one with a grant."""
+    LocalStore(root).ensure_bucket("bob-digits")
+    grant = LocalStore(root).share("bob-digits", "digits/rounds/")
+    kube.create(f"/api/v1/namespaces/{namespace}/secrets", secret("bob-grant", {"grant": grant}))
+    bob = keys_mod.generate_party_keys("bob")
+    fed_spec = {"head": {"network": "preview"}, "storage": {"backend": "local", "root": str(root)}}
+    kube.create(FEDS.format(ns=namespace), obj("Federation", "digits", fed_spec))
+    kube.create(
+        PARTIES.format(ns=namespace),
+        obj("Party", "alice", {"federation": "digits", "local": True, "bucket": "alice-digits"}),
+    )
+    bob_spec = {
+        "federation": "digits",
+        "hydraVkey": bob.hydra_vkey_hex,
+        "cardanoVkey": bytes(bob.payment_verification_key.payload).hex(),
+        "peerAddress": "bob.example.org:5001",
+        "bucket": "bob-digits",
+        "readGrantSecretRef": {"name": "bob-grant"},
+    }
+    kube.create(PARTIES.format(ns=namespace), obj("Party", "bob", bob_spec))
+
+
+@pytest.mark.parametrize("how", ["process", "podman"])
+def test_operator_with_the_chart_token_and_args_generates_keys_reconciles_and_releases(
+    how: str, k8s_cluster: Cluster, kube: KubeClient, namespace: str, tmp_path: Path
 ) -> None:
+    if how == "podman" and (why := launch.podman_missing()):
+        pytest.skip(why)
     # Prepare: install, then take the Deployment's args and the chart ServiceAccount's token
     helm(k8s_cluster, "install", "rel", str(CHART), "--namespace", namespace)
     pod_spec = kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/rel-operator")["spec"]["template"]
-    args: list[str] = pod_spec["spec"]["containers"][0]["args"]
+    rendered: list[str] = pod_spec["spec"]["containers"][0]["args"]
     health, metrics = free_port(), free_port()
     args = [
         f"--health-port={health}" if a.startswith("--health-port")
         else f"--metrics-port={metrics}" if a.startswith("--metrics-port") else a
-        for a in args
+        for a in rendered
     ]  # fmt: skip
-    token = kube.request(
-        "POST",
-        f"/api/v1/namespaces/{namespace}/serviceaccounts/rel-operator/token",
-        {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {"expirationSeconds": 3600},
-        },
-    )["status"]["token"]
-    kubeconfig = tmp_path / "kubeconfig"
-    write_kubeconfig(kubeconfig, k8s_cluster.server, k8s_cluster.ca_file, token)
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": namespace, "PYTHONUNBUFFERED": "1"}
+    kubeconfig = service_account_kubeconfig(
+        k8s_cluster, kube, namespace, "rel-operator", tmp_path / "kubeconfig"
+    )
+    root = tmp_path / "buckets"
+    root.mkdir()
     log = tmp_path / "operator.log"
-    fed: dict[str, Any] = {
-        "apiVersion": "hydrafed.io/v1alpha1",
-        "kind": "Federation",
-        "metadata": {"name": "digits"},
-    }
-    party = {
-        "apiVersion": "hydrafed.io/v1alpha1",
-        "kind": "Party",
-        "metadata": {"name": "alice"},
-        "spec": {"federation": "digits", "local": True, "bucket": "alice-digits"},
-    }
-    bob = {
-        "apiVersion": "hydrafed.io/v1alpha1",
-        "kind": "Party",
-        "metadata": {"name": "bob"},
-        "spec": {
-            "federation": "digits",
-            "bucket": "bob-digits",
-            "hydraVkey": "ab" * 32,
-            "cardanoVkey": "cd" * 32,
-            "peerAddress": "hydra.bob.example.org:5001",
-        },
-    }
-    with log.open("wb") as out:
-        proc = subprocess.Popen([str(HYDRAFED), *args], env=env, stdout=out, stderr=subprocess.STDOUT)
+    name = f"hydrafed-operator-{secrets.token_hex(4)}"
+    proc = launch.start_operator(
+        how,
+        args,
+        kubeconfig=kubeconfig,
+        ca_file=k8s_cluster.ca_file,
+        namespace=namespace,
+        storage_root=root,
+        log=log,
+        name=name,
+    )
+    core = f"/api/v1/namespaces/{namespace}"
     try:
-        kube.wait_for("the operator's /healthz", lambda: proc.poll() is None and _healthy(health), timeout=60)
+        kube.wait_for(
+            "the operator's /healthz",
+            lambda: proc.poll() is None and _healthy(health),
+            timeout=120,
+            message=lambda: log.read_text(errors="replace")[-3000:],
+        )
 
         # Execute
-        kube.create(FEDS.format(ns=namespace), fed)
-        kube.create(PARTIES.format(ns=namespace), party)
-        kube.create(PARTIES.format(ns=namespace), bob)
-        phase = kube.wait_for(
-            "the operator's verdict on the parties in the Federation status",
-            lambda: "Party bob" in (msg := _message(kube, namespace)) and msg,
-            timeout=60,
+        _manifests(kube, namespace, root)
+        provisioning = kube.wait_for(
+            "Provisioning: keys, grant and node children made; kwok runs no hydra-node",
+            lambda: (s := _status(kube, namespace)).get("phase") == "Provisioning" and s,
+            timeout=90,
+            message=lambda: log.read_text(errors="replace")[-3000:],
         )
+        key_secret = kube.get(f"{core}/secrets/{names.key_secret('alice')}")
+        grant_secret = kube.get(f"{core}/secrets/{names.grant_secret('alice')}")
+        statefulsets = kube.get(f"/apis/apps/v1/namespaces/{namespace}/statefulsets")["items"]
         kube.delete(f"{FEDS.format(ns=namespace)}/digits")
         kube.wait_for(
             "the Federation released by the finalizer",
@@ -114,12 +132,18 @@ def test_operator_with_the_chart_token_and_args_reconciles_and_releases_a_federa
         )
         time.sleep(1)
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+        launch.stop_operator(how, proc, name)
     text = log.read_text(errors="replace")
 
-    # Assert
-    # bob (remote) lacks a read grant: the operator read both Parties, said so in the status
-    # (a status patch) and released the Federation on delete (its finalizer): all with the chart's RBAC
-    assert "Party bob has no spec.readGrantSecretRef" in phase
+    # Assert: the operator ran with the chart's args, as the chart's ServiceAccount
+    assert rendered[0] == "operator" and "--worker-image=ghcr.io/hydrafed/worker:0.1.0" in rendered
+    assert f"system:serviceaccount:{namespace}:rel-operator" not in text  # no RBAC denial quoted
     assert "Forbidden" not in text and " 403" not in text, text[-4000:]
+    # Assert: the key Secret (generated once), the read grant, the node StatefulSet, the status
+    assert {"hydra.sk", "payment.sk"} <= set(key_secret["data"]), sorted(key_secret["data"])
+    granted = base64.b64decode(next(iter(grant_secret["data"].values()))).decode()
+    assert "alice-digits" in granted and "digits/rounds/" in granted
+    assert [s["metadata"]["name"] for s in statefulsets] == [names.node("digits", "alice")]
+    assert "NodeUnreachable" in str(provisioning["conditions"])
+    if how == "podman":
+        assert "Traceback" not in text, text[-4000:]

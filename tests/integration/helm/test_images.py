@@ -1,23 +1,27 @@
-"""The container images: hadolint-clean Containerfiles, and the built operator image runs.
+"""The container images: hadolint-clean Containerfiles, and the built images run under podman.
 
-Building takes minutes, so it is `make images`, not part of `make test`; the smoke test uses the
-image that build left in buildah's store and skips, saying why, when buildah/podman or the image
+Building takes minutes, so it is `make images`, not part of `make test`; the smoke tests run the
+images that build left in the containers store with Debian's podman (tests/integration/helm/
+launch.py has the two settings this sandbox needs) and skip, saying why, when podman or an image
 is absent (images are not required in CI).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from hydrafed.worker import data
 from tests.conftest import REPO_ROOT
+from tests.integration.helm import launch
 
 IMAGES = REPO_ROOT / "images"
-OPERATOR = "ghcr.io/hydrafed/operator:0.1.0"
-ENV = {**os.environ, "STORAGE_DRIVER": "vfs"}
+WORKER = "ghcr.io/hydrafed/worker:0.1.0"
 
 
 @pytest.mark.unit
@@ -31,29 +35,58 @@ def test_containerfiles_are_hadolint_clean() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def _buildah(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["buildah", *args], capture_output=True, text=True, timeout=300, env=ENV, check=False
+def _run(
+    image: str, *args: str, mounts: tuple[tuple[Path, str, str], ...] = (), extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``podman run`` of image as the chart runs it (read-only root, /tmp a tmpfs, uid 10001)."""
+    argv = launch.podman_run_argv(
+        image, args, name=f"smoke-{os.getpid()}", env={"HYDRAFED_CACHE": "/data"}, mounts=mounts, extra=extra
     )
+    return subprocess.run(argv, capture_output=True, text=True, timeout=600, check=False)
+
+
+def _require(image: str) -> None:
+    if shutil.which("podman") is None:
+        pytest.skip("podman absent (apt-get install podman): images are not required in CI")
+    if subprocess.run(["podman", "image", "exists", image], check=False).returncode != 0:
+        pytest.skip(f"{image} not built: run `images/build.sh --local operator worker` first (minutes)")
 
 
 @pytest.mark.integration
 def test_operator_image_runs_hydrafed_as_non_root() -> None:
-    # podman cannot start containers in this sandbox (crun: setrlimit RLIMIT_NOFILE: Operation not
-    # permitted), so the image runs under `buildah run --isolation chroot`, as it was built.
-    if shutil.which("buildah") is None:
-        pytest.skip("buildah absent (apt-get install buildah): images are not required in CI")
-    if _buildah("inspect", "--type", "image", OPERATOR).returncode != 0:
-        pytest.skip(f"{OPERATOR} not built: run `make images` first (minutes)")
-    container = _buildah("from", "-q", OPERATOR).stdout.strip()
-    try:
-        # Execute
-        helped = _buildah("run", "--isolation", "chroot", container, "--", "hydrafed", "operator", "--help")
-        user = _buildah("run", "--isolation", "chroot", container, "--", "id", "-u")
-    finally:
-        _buildah("rm", container)
+    _require(launch.OPERATOR_IMAGE)
+
+    # Execute
+    helped = _run(launch.OPERATOR_IMAGE, "operator", "--help")
+    user = _run(launch.OPERATOR_IMAGE, "-u", extra=("--entrypoint=id",))
 
     # Assert
     assert helped.returncode == 0, helped.stderr
     assert "--worker-image" in helped.stdout and "--all-namespaces" in helped.stdout
-    assert user.stdout.strip() == "10001"
+    assert user.stdout.strip() == "10001", user.stderr
+
+
+@pytest.mark.integration
+def test_worker_image_runs_the_worker_and_an_mnist_federation(tmp_path: Path) -> None:
+    # Prepare: MNIST from the host's cache (the image fetches nothing), an output dir for uid 10001
+    _require(WORKER)
+    mnist = data.cache_dir() / "mnist"
+    if not mnist.is_dir():
+        pytest.skip("MNIST not fetched: run `.venv/bin/hydrafed data fetch` first")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.chown(out, 10001, 10001)
+    mounts = ((mnist, "/data/mnist", "ro"), (out, "/out", "rw"))
+
+    # Execute
+    helped = _run(WORKER, "worker", "--help")
+    simulated = _run(
+        WORKER, "simulate", "--parties", "2", "--rounds", "2", "--out", "/out/sim", mounts=mounts
+    )
+
+    # Assert: the worker entrypoint, and a real 2-party federation (devnet head, local buckets)
+    assert helped.returncode == 0 and "--config" in helped.stdout, helped.stderr
+    assert simulated.returncode == 0, simulated.stdout[-3000:] + simulated.stderr[-3000:]
+    report = json.loads((out / "sim" / "report.json").read_text())
+    assert report["identicalFinalWeights"] is True
+    assert all(p["final"]["federated"] > 0.9 for p in report["parties"]), report["parties"]
