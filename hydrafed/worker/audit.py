@@ -168,6 +168,8 @@ class AuditReport:
     findings: list[Finding]
     """Every finding, by round (ledger-level ones first within a round)."""
     seconds: dict[str, float]
+    members: list[str] = dataclasses.field(default_factory=list)
+    """The federation's members, sorted."""
 
     @property
     def ok(self) -> bool:
@@ -185,6 +187,7 @@ class AuditReport:
             "fed": self.fed,
             "specHash": self.spec_hash,
             "headId": self.head_id,
+            "members": list(self.members),
             "rounds": [r.to_json() for r in self.rounds],
             "finalSha256": self.final_sha256,
             "finalClaims": {
@@ -581,6 +584,7 @@ class _Auditor:
             dict(inputs.final_claims),
             _ordered(findings),
             seconds,
+            sorted(inputs.members),
         )
 
 

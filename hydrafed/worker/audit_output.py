@@ -22,14 +22,17 @@ def print_report(report: AuditReport, console: Console) -> None:
     )
     for column in ("round", "members", "objects", "started from", "aggregate", "verdict"):
         table.add_column(column, justify="right" if column == "round" else "left")
+    everyone = report.members
     for entry in report.rounds:
         objects = [a for a in entry.announcements if a.object != "ok"]
+        absent = [m for m in everyone if m not in entry.members]
+        members = f"all {len(everyone)}" if not absent else f"{len(entry.members)}, not {', '.join(absent)}"
         verdict = "[green]ok[/]" if entry.ok else "[bold red]FAIL[/]"
         if entry.ok and entry.reproduced is None:
             verdict = "[yellow]ok (unclaimed)[/]"
         table.add_row(
             str(entry.round),
-            ", ".join(entry.members) or "-",
+            members if entry.members else "-",
             "all verified" if not objects else ", ".join(f"{a.party}: {a.object}" for a in objects),
             _short(entry.start_sha256),
             _short(entry.aggregate_sha256),

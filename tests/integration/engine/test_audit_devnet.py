@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from hydrafed.cli import app
 from hydrafed.head import HeadController
 from hydrafed.hydra import tx
 from hydrafed.rounds import spec_hash
@@ -163,3 +165,9 @@ async def test_a_forgery_and_a_party_that_aggregated_differently_are_named(
     assert [r.reproduced for r in report.rounds] == [True, True]  # alice and bob hold it
     assert named == [(f.round, f.party, f.code) for f in again.findings]
     assert [r.aggregate_sha256 for r in again.rounds] == [r.aggregate_sha256 for r in report.rounds]
+    # The command an outsider runs, on the same inputs: exit 1 naming the first difference.
+    command = ["audit", "--worker-config", str(worker_config), "--ledger", str(event_log)]
+    result = await asyncio.to_thread(CliRunner().invoke, app, [*command, "--json", str(tmp_path / "a.json")])
+    assert result.exit_code == 1
+    assert "audit failed at round 1, party carol: NotSigned" in " ".join(result.output.split())
+    assert json.loads((tmp_path / "a.json").read_text())["firstFailure"]["signedBy"] == ["bob"]

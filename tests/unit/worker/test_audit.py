@@ -16,6 +16,7 @@ import pycardano
 import pytest
 import safetensors.torch
 import torch
+from rich.console import Console
 from typer.testing import CliRunner
 
 from hydrafed import errors
@@ -368,6 +369,10 @@ def test_offences_against_the_round_rules_are_named(federation: Federation) -> N
         (2, "carol", "TooManySamples"),
     } <= named
     assert report.rounds[0].members == ["alice", "bob"] and not report.ok
+    assert report.members == list(NAMES)
+    console = Console(record=True, width=160)
+    audit_output.print_report(report, console)
+    assert "2, not carol" in console.export_text()
 
 
 def test_a_quorum_round_is_cut_off_and_the_late_member_is_no_offender(federation: Federation) -> None:
