@@ -27,6 +27,7 @@ from hydrafed import errors
 from hydrafed.hydra import cbor, ledger, multisig
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
+from hydrafed.hydra import utxo as utxo_mod
 
 #: Metadata label of slash and release txs (announcements use 1990).
 ESCROW_LABEL = 1991
@@ -423,3 +424,62 @@ def check_refund_slot(
             "margin "
             f"from slot {current_slot} need slot {earliest} or later"
         )
+
+
+# -- what the ledger says about each escrow -----------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EscrowState:
+    """One party's escrow as the confirmed txs show it.
+
+    ``state``: ``none`` (never locked), ``locked``, ``slashed``, ``released``, ``refunded``
+    (spent by the owner, without escrow metadata) or ``spent`` (spent by M others without
+    escrow metadata). ``tx_id`` is the tx that made it so; a slash names ``round`` and
+    ``reason``.
+    """
+
+    state: str = "none"
+    tx_id: str | None = None
+    round: int | None = None
+    reason: str | None = None
+
+
+def escrow_states(terms: EscrowTerms, confirmed: Iterable[Mapping[str, Any]]) -> dict[str, EscrowState]:
+    """Each member's :class:`EscrowState` from the confirmed tx envelopes, in ledger order.
+
+    Metadata alone proves nothing: a slash or release counts only when the tx really spent one
+    of that party's escrow outputs (which the ledger allowed only with the script satisfied).
+    """
+    owner_of = {str(terms.address(m.name)): m.name for m in terms.members}
+    open_outputs: dict[str, str] = {}  # escrow output ref -> owner
+    states = {m.name: EscrowState() for m in terms.members}
+    for envelope in confirmed:
+        try:
+            decoded = ledger.decode_tx(str(envelope["cborHex"]))
+            inputs = ledger.decode_inputs(decoded)
+            outputs = ledger.decode_outputs(decoded)
+        except (KeyError, errors.HeadError):
+            continue
+        spent = {open_outputs.pop(ref) for ref in inputs if ref in open_outputs}
+        action = decode_action(envelope) or {}
+        for owner in sorted(spent):
+            kind = action.get("action")
+            named = action.get("accused") if kind == "slash" else action.get("party")
+            if kind == "slash" and named == owner:
+                rnd = action.get("round")
+                states[owner] = EscrowState(
+                    "slashed", decoded.tx_id, rnd if isinstance(rnd, int) else None, str(action.get("reason"))
+                )
+            elif kind == "release" and named == owner:
+                states[owner] = EscrowState("released", decoded.tx_id)
+            elif terms.member(owner).key_hash in tx_mod.tx_signers(envelope):
+                states[owner] = EscrowState("refunded", decoded.tx_id)
+            else:
+                states[owner] = EscrowState("spent", decoded.tx_id)
+        for out in outputs:
+            locker = owner_of.get(utxo_mod.address_text(out.address))
+            if locker is not None:
+                open_outputs[utxo_mod.txin_key(decoded.tx_id, out.ix)] = locker
+                states[locker] = EscrowState("locked", decoded.tx_id)
+    return states

@@ -114,6 +114,9 @@ async def test_release_after_the_last_round_pays_the_owner(fed: Fed) -> None:
     after = await clients[0].get_snapshot_utxo()
     assert _at(after, terms.address("alice")) == 0
     assert _at(after, terms.member("alice").address) == before + AMOUNT
+    states = escrow.escrow_states(terms, (await _confirmed_txs(clients[3])).values())
+    assert states["alice"] == escrow.EscrowState("released", proposal.tx_id)
+    assert {states[n].state for n in NAMES[1:]} == {"locked"}
 
 
 async def test_refund_is_refused_before_the_refund_slot_and_accepted_after(fed: Fed) -> None:
@@ -129,6 +132,8 @@ async def test_refund_is_refused_before_the_refund_slot_and_accepted_after(fed: 
     await confirmed(clients[3], env)
     after = await clients[0].get_snapshot_utxo()
     assert _at(after, terms.address("dave")) == 0
+    states = escrow.escrow_states(terms, (await _confirmed_txs(clients[0])).values())
+    assert states["dave"] == escrow.EscrowState("refunded", env["txId"])
 
 
 async def _dave_announces(
@@ -203,6 +208,8 @@ async def test_slash_needs_m_signatures_and_pays_the_others_equal_shares(fed: Fe
     gains = [_at(after, party[n].address()) - _at(before, party[n].address()) for n in NAMES[:3]]
     assert gains == [share + AMOUNT % 3, share, share]
     env = (await _confirmed_txs(clients[2]))[proposal.tx_id]
+    states = escrow.escrow_states(terms, (await _confirmed_txs(clients[2])).values())
+    assert states["dave"] == escrow.EscrowState("slashed", proposal.tx_id, 0, "hash-mismatch")
     assert escrow.decode_action(env) == {
         "fed": "fed",
         "action": "slash",

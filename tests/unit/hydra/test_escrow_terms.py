@@ -79,3 +79,20 @@ def test_refund_slot_leaves_time_for_close_contestation_and_fanout() -> None:
     escrow.check_refund_slot(5440, **kw)  # type: ignore[arg-type]
     with pytest.raises(errors.ConfigError, match=r"escrow.refundSlot: 5439 is too early.*slot 5440 or later"):
         escrow.check_refund_slot(5439, **kw)  # type: ignore[arg-type]
+
+
+def test_escrow_states_count_only_what_really_spent_an_escrow() -> None:
+    alice, bob, carol = PARTIES
+    funds = {"cc" * 32 + "#0": pycardano.TransactionOutput(alice.address(), 50_000_000)}
+    lock = escrow.build_lock_tx(TERMS, alice, funds, PARAMS)
+    assert escrow.escrow_states(TERMS, [lock])["alice"] == escrow.EscrowState("locked", lock["txId"])
+    # A tx that claims alice's slash in its metadata but spends alice's change, not her escrow.
+    evidence = escrow.Equivocation(1, "alice", "11" * 32, "22" * 32)
+    fake = escrow.build_slash(TERMS, evidence, [(lock["txId"] + "#1", 41_000_000)], PARAMS)
+    fake_env = fake.envelope([fake.sign(alice)])
+    assert escrow.escrow_states(TERMS, [lock, fake_env])["alice"].state == "locked"
+    real = escrow.build_slash(TERMS, evidence, [(lock["txId"] + "#0", TERMS.amount)], PARAMS)
+    real_env = real.envelope([real.sign(bob), real.sign(carol)])
+    states = escrow.escrow_states(TERMS, [lock, fake_env, real_env])
+    assert states["alice"] == escrow.EscrowState("slashed", real.tx_id, 1, "equivocation")
+    assert states["bob"] == escrow.EscrowState()
