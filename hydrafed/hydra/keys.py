@@ -95,8 +95,11 @@ def _write(path: Path, text: str, *, secret: bool) -> None:
 
 
 def save_party_keys(keys: PartyKeys, directory: Path, network: NetworkName = "testnet") -> None:
-    """Write hydra.sk, hydra.vk, payment.sk, payment.vk and payment.addr into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    """Write hydra.sk, hydra.vk, payment.sk, payment.vk and payment.addr into ``directory``.
+
+    A directory it creates is 0700 and the signing keys 0600: only their owner can read them.
+    """
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     _write(
         directory / "hydra.sk",
         _envelope(HYDRA_SK_TYPE, "", keys.hydra_signing_key.to_cbor_hex()),

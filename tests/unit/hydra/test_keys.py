@@ -45,6 +45,8 @@ def test_envelope_types_and_secret_permissions(tmp_path: Path) -> None:
     }
     for secret in ("hydra.sk", "payment.sk"):
         assert stat.S_IMODE((tmp_path / secret).stat().st_mode) == 0o600
+    keys.save_party_keys(keys.generate_party_keys("b"), tmp_path / "new" / "b")
+    assert stat.S_IMODE((tmp_path / "new" / "b").stat().st_mode) == 0o700
     # The vkey hex is the envelope's cborHex without the 5820 prefix, as the API shows it.
     vk_hex = json.loads((tmp_path / "hydra.vk").read_text())["cborHex"]
     assert vk_hex == "5820" + keys.load_party_keys(tmp_path).hydra_vkey_hex
