@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA = "hydrafed.audit/v1"
 
-MAX_FIRST_UPDATE_BYTES = 8 << 30
+MAX_FIRST_UPDATE_BYTES = 1 << 30
 """Cap on the one update read before any reference exists (round 1's first member); every
 other update is capped at the size of the model, as the workers cap them."""
 

@@ -424,3 +424,23 @@ def test_round_one_is_checked_against_the_initial_model_when_given(federation: F
     # Assert
     assert honest.ok and honest.rounds[0].start_sha256 == federation.globals[0]
     assert _codes(wrong) == [(1, "", "InitialMismatch")]
+
+
+def test_a_snapshot_of_another_head_is_left_out_and_named(federation: Federation) -> None:
+    # Prepare: the record also holds a snapshot of another head, with an announcement in it
+    inputs = federation.inputs()
+    signer, ann = federation.announcements[0]
+    stray = messages.parse_output(
+        {
+            "tag": "SnapshotConfirmed",
+            "headId": "cd" * 28,
+            "snapshot": {"number": 99, "confirmed": [_envelope(federation.keys[signer], ann)]},
+        }
+    )
+
+    # Execute
+    report = run_audit(dataclasses.replace(inputs, outputs=[*inputs.outputs, stray]))
+
+    # Assert
+    assert _codes(report) == [(0, "", "OtherHead")]
+    assert [r.aggregate_sha256 for r in report.rounds] == federation.globals[1:]
