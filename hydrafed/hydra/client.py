@@ -312,8 +312,8 @@ class HydraClient:
             data = json.loads(text) if text else None
         except ValueError:
             data = text
-        if status not in ok:
-            raise errors.HeadError(f"{method} {path} answered {status}: {data}")
+        if status not in ok:  # the node's answer, cut: an error message is not a place for a UTxO
+            raise errors.HeadError(f"{method} {path} answered {status}: {limits.cut(str(data))}")
         return data
 
     async def get_head(self) -> dict[str, Any]:
