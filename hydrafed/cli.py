@@ -265,6 +265,12 @@ def audit_command(
             "--worker-config", help="A deployment: a party's worker config (spec, members, grants)."
         ),
     ] = None,
+    manifests: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--manifests", help="An outsider: the Federation and every party's export (Party + grant Secret)."
+        ),
+    ] = None,
     ledger: Annotated[
         Path | None, typer.Option("--ledger", help="The ledger record: a node's history as JSON lines.")
     ] = None,
@@ -297,9 +303,12 @@ def audit_command(
             if len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value):
                 raise errors.ConfigError(f"{flag} {value!r}: expected a sha256, 64 hex characters")
             claims[flag.removeprefix("--")] = value.lower()
-    if (run_dir is None) == (worker_config is None):
-        which = "not both" if run_dir is not None else "one of them"
-        raise errors.ConfigError(f"pass a simulate run folder (RUN_DIR) or --worker-config FILE, {which}")
+    given = [run_dir is not None, worker_config is not None, bool(manifests)]
+    if sum(given) != 1:
+        which = "one of them" if not any(given) else "only one"
+        raise errors.ConfigError(
+            f"pass a simulate run folder (RUN_DIR), --worker-config FILE or --manifests FILE..., {which}"
+        )
     if run_dir is not None:
         if node_url is not None:
             raise errors.ConfigError("--node-url: a simulate run's head is closed; use RUN_DIR or --ledger")
@@ -309,10 +318,13 @@ def audit_command(
         if minted is not None:
             claims.setdefault("nft-asset", minted)
         inputs = audit_inputs.from_run_dir(run_dir, ledger=ledger, extra_claims=claims)
-    else:
-        assert worker_config is not None
+    elif worker_config is not None:
         inputs = audit_inputs.from_worker_config(
             worker_config, ledger=ledger, node_url=node_url, extra_claims=claims
+        )
+    else:
+        inputs = audit_inputs.from_manifests(
+            manifests or [], ledger=ledger, node_url=node_url, extra_claims=claims
         )
     use_threads()
     if rebuild_initial:

@@ -5,14 +5,16 @@ federation, the spec behind ``specHash``, each party's final digest), the devnet
 (``devnet/devnet.json``: every member's address; ``devnet/nodes/0/events.jsonl``: the first
 node's history, the ledger record) and, for ``--store local``, the buckets. A deployment gives
 a party's worker config (the spec, every member's key hash, bucket and read grant, its own
-storage credentials: the same files ``hydrafed worker`` reads) and the ledger record, either a
-JSON-lines file of a node's server outputs or the node itself (``--node-url``: its history
-replay).
+storage credentials: the same files ``hydrafed worker`` reads), or, for an outsider, the
+Federation manifest and what ``hydrafed party export`` gives for every party (its Party manifest
+and read-grant Secret); and the ledger record, either a JSON-lines file of a node's server
+outputs or the node itself (``--node-url``: its history replay).
 
 Public API::
 
     from_run_dir(run, *, ledger=None, extra_claims={}) -> AuditInput
     from_worker_config(path, *, ledger=None, node_url=None, extra_claims={}) -> AuditInput
+    from_manifests(paths, *, ledger=None, node_url=None, extra_claims={}) -> AuditInput
     initial_model(inputs) -> AuditInput          # with the initial weights rebuilt from the spec
     read_ledger_file(path) -> list[ServerOutput]
     read_node_history(url) -> list[ServerOutput]
@@ -21,18 +23,21 @@ Public API::
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pycardano
 import pydantic
+import yaml
 
 from hydrafed import errors, spec, storage
 from hydrafed.hydra import client as client_mod
+from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import messages
 from hydrafed.rounds import spec_hash
 from hydrafed.storage import LocalStore, UpdateStore
@@ -171,6 +176,99 @@ def from_run_dir(
         stores=stores,
         final_claims=claims,
         head_id=str(head_id) if head_id else None,
+    )
+
+
+def _documents(paths: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:
+    """Every YAML (or JSON) document of the files, with the file it came from."""
+    found: list[tuple[Path, dict[str, Any]]] = []
+    for path in paths:
+        try:
+            docs = list(yaml.safe_load_all(Path(path).read_text()))
+        except FileNotFoundError:
+            raise errors.ConfigError(f"--manifests {path}: no such file") from None
+        except yaml.YAMLError as exc:
+            raise errors.ConfigError(f"--manifests {path} is not YAML: {exc}") from None
+        found.extend((Path(path), d) for d in docs if isinstance(d, dict))
+    return found
+
+
+def _grant(secret: Mapping[str, Any], key: str | None, where: str) -> str:
+    """A read grant from a Secret manifest (``stringData`` or base64 ``data``)."""
+    plain: dict[str, str] = {str(k): str(v) for k, v in (secret.get("stringData") or {}).items()}
+    plain.update({str(k): base64.b64decode(str(v)).decode() for k, v in (secret.get("data") or {}).items()})
+    if key is None and len(plain) == 1:
+        key = next(iter(plain))
+    if key is None or key not in plain:
+        raise errors.ConfigError(f"{where}: the Secret has no key {key!r} holding the read grant")
+    return plain[key].strip()
+
+
+def from_manifests(
+    paths: Sequence[Path],
+    *,
+    ledger: Path | None = None,
+    node_url: str | None = None,
+    extra_claims: Mapping[str, str] | None = None,
+) -> AuditInput:
+    """The audit of a deployment by an outsider: the Federation and every Party as exported.
+
+    ``paths`` hold the Federation manifest and, for every party, what ``hydrafed party export``
+    gives: its remote Party manifest (cardanoVkey, bucket, readGrantSecretRef) and the Secret
+    with its read grant. The ledger record is ``ledger`` or ``node_url``'s history.
+    """
+    if (ledger is None) == (node_url is None):
+        raise errors.ConfigError(
+            "--manifests: pass the ledger record with --ledger FILE or --node-url URL (one)"
+        )
+    docs = _documents(paths)
+    federations = [(p, d) for p, d in docs if d.get("kind") == "Federation"]
+    if len(federations) != 1:
+        raise errors.ConfigError(f"--manifests: expected one Federation manifest, found {len(federations)}")
+    fed_path, fed_doc = federations[0]
+    fed = str((fed_doc.get("metadata") or {}).get("name") or "")
+    try:
+        federation = spec.FederationSpec.model_validate(fed_doc.get("spec") or {})
+    except pydantic.ValidationError as exc:
+        raise errors.ConfigError(f"{fed_path}: {spec.describe_validation_error(exc)}") from None
+    secrets = {str((d.get("metadata") or {}).get("name")): d for _, d in docs if d.get("kind") == "Secret"}
+    members: dict[str, str] = {}
+    stores: dict[str, UpdateStore] = {}
+    caps: dict[str, int | None] = {}
+    for path, doc in docs:
+        if doc.get("kind") != "Party":
+            continue
+        name = str((doc.get("metadata") or {}).get("name") or "")
+        where = f"{path} Party {name}"
+        try:
+            party = spec.PartySpec.model_validate(doc.get("spec") or {})
+        except pydantic.ValidationError as exc:
+            raise errors.ConfigError(f"{where}: {spec.describe_validation_error(exc)}") from None
+        if party.federation != fed:
+            continue
+        if party.cardano_vkey is None or party.read_grant_secret_ref is None:
+            raise errors.ConfigError(
+                f"{where}: spec.cardanoVkey and spec.readGrantSecretRef are needed: use the manifest "
+                "`hydrafed party export` wrote for it"
+            )
+        ref = party.read_grant_secret_ref
+        if ref.name not in secrets:
+            raise errors.ConfigError(f"{where}: its read-grant Secret {ref.name} is not among the manifests")
+        vkey = pycardano.PaymentVerificationKey(bytes.fromhex(party.cardano_vkey))
+        members[name] = key_hash_of(str(keys_mod.payment_address(vkey)), where=where)
+        stores[name] = storage.open_shared(_grant(secrets[ref.name], ref.key, f"{where} Secret {ref.name}"))
+        caps[name] = party.max_samples
+    if not members:
+        raise errors.ConfigError(f"--manifests: no Party of Federation {fed!r} among the manifests")
+    outputs = read_ledger_file(ledger) if ledger is not None else read_node_history(str(node_url))
+    return AuditInput(
+        fed=fed,
+        spec=federation,
+        members=members,
+        outputs=outputs,
+        stores=stores,
+        final_claims=dict(extra_claims or {}),
+        max_samples=caps,
     )
 
 

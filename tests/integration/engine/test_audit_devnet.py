@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from typer.testing import CliRunner
 
 from hydrafed.cli import app
@@ -165,6 +166,37 @@ async def test_a_forgery_and_a_party_that_aggregated_differently_are_named(
     assert [r.reproduced for r in report.rounds] == [True, True]  # alice and bob hold it
     assert named == [(f.round, f.party, f.code) for f in again.findings]
     assert [r.aggregate_sha256 for r in again.rounds] == [r.aggregate_sha256 for r in report.rounds]
+    # An outsider's inputs: the Federation and each party's export (Party + read-grant Secret).
+    manifests = [{"apiVersion": "hydrafed.io/v1alpha1", "kind": "Federation", "metadata": {"name": FED}}]
+    manifests[0]["spec"] = spec.model_dump(mode="json", by_alias=True, exclude={"storage": {"root"}})
+    manifests[0]["spec"]["storage"]["root"] = str(buckets)
+    for member in members:
+        vkey = bytes(party_keys[member.name].payment_verification_key.payload).hex()
+        secret = f"{member.name}-grant"
+        manifests.append(
+            {"kind": "Secret", "metadata": {"name": secret}, "stringData": {"grant": member.grant}}
+        )
+        manifests.append(
+            {
+                "kind": "Party",
+                "metadata": {"name": member.name},
+                "spec": {
+                    "federation": FED,
+                    "cardanoVkey": vkey,
+                    "hydraVkey": party_keys[member.name].hydra_vkey_hex,
+                    "peerAddress": f"{member.name}-peer.example:5001",
+                    "bucket": member.bucket,
+                    "readGrantSecretRef": {"name": secret, "key": "grant"},
+                },
+            }
+        )
+    exported = tmp_path / "exported.yaml"
+    exported.write_text(yaml.safe_dump_all(manifests))
+    outsider = await asyncio.to_thread(
+        run_audit, audit_inputs.from_manifests([exported], ledger=event_log, extra_claims=claims)
+    )
+    assert named == [(f.round, f.party, f.code) for f in outsider.findings]
+    assert outsider.final_sha256 == report.final_sha256
     # The command an outsider runs, on the same inputs: exit 1 naming the first difference.
     command = ["audit", "--worker-config", str(worker_config), "--ledger", str(event_log)]
     result = await asyncio.to_thread(CliRunner().invoke, app, [*command, "--json", str(tmp_path / "a.json")])

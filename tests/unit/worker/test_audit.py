@@ -404,8 +404,8 @@ def test_a_quorum_round_is_cut_off_and_the_late_member_is_no_offender(federation
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "RUN_DIR.*or --worker-config FILE, one of them"),
-        (["run", "--worker-config", "w.yaml"], "not both"),
+        ([], "RUN_DIR.*--worker-config FILE or --manifests FILE..., one of them"),
+        (["run", "--worker-config", "w.yaml"], "only one"),
         (["run", "--nft-asset", "xyz"], "--nft-asset 'xyz': expected a sha256"),
         (["run", "--node-url", "http://x:1"], "--node-url: a simulate run's head is closed"),
     ],
@@ -444,3 +444,20 @@ def test_a_snapshot_of_another_head_is_left_out_and_named(federation: Federation
     # Assert
     assert _codes(report) == [(0, "", "OtherHead")]
     assert [r.aggregate_sha256 for r in report.rounds] == federation.globals[1:]
+
+
+def test_manifests_must_hold_one_federation_and_exported_parties(tmp_path: Path) -> None:
+    ledger = tmp_path / "history.jsonl"
+    ledger.write_text("")
+    path = tmp_path / "m.yaml"
+    path.write_text("kind: Party\nmetadata: {name: a}\nspec: {federation: f, bucket: abc}\n")
+    with pytest.raises(errors.ConfigError, match="one Federation manifest, found 0"):
+        audit_inputs.from_manifests([path], ledger=ledger)
+    with pytest.raises(errors.ConfigError, match="--ledger FILE or --node-url URL"):
+        audit_inputs.from_manifests([path])
+    path.write_text(
+        "kind: Federation\nmetadata: {name: f}\nspec: {}\n---\n"
+        "kind: Party\nmetadata: {name: a}\nspec: {federation: f, bucket: abc, local: true}\n"
+    )
+    with pytest.raises(errors.ConfigError, match=r"Party a: spec\.cardanoVkey and spec\.readGrantSecretRef"):
+        audit_inputs.from_manifests([path], ledger=ledger)
