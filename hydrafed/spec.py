@@ -342,7 +342,7 @@ class EscrowSpec(SpecModel):
     hold its min-ADA, about 0.86 ADA)."""
     threshold: int = Field(default=1, ge=1, le=28)
     """M: how many of the other parties must sign a slash or a release (at most parties - 1)."""
-    refund_slot: int = Field(default=0, ge=0, le=2**63 - 1)
+    refund_slot: int = Field(default=0, ge=0, le=2**53 - 1)
     """Slot from which a party alone may take its deposit back. It must leave time for every round,
     then Close, contestation ((1 + parties) x contestationPeriodSeconds at worst) and fanout, so
     that an L1 slash can come first; the devnet counts one slot per second from its start."""
@@ -353,7 +353,7 @@ class NftSpec(SpecModel):
 
     enabled: bool = False
     """Mint one token named by the final model's sha256 once the head is fanned out."""
-    policy_deadline_slot: int = Field(default=0, ge=0, le=2**63 - 1)
+    policy_deadline_slot: int = Field(default=0, ge=0, le=2**53 - 1)
     """The policy's InvalidHereAfter: nothing can be minted under it from this slot on. Like
     escrow.refundSlot it must come after every round, Close, contestation and fanout."""
     required_signers: int | None = Field(default=None, ge=1, le=29)
@@ -652,6 +652,31 @@ class PartyPhase(StrEnum):
     FAILED = "Failed"
 
 
+class EscrowState(StrEnum):
+    """A party's escrow, as the head's confirmed txs show it."""
+
+    NONE = "none"
+    LOCKED = "locked"
+    SLASHED = "slashed"
+    RELEASED = "released"
+    REFUNDED = "refunded"
+    SPENT = "spent"
+
+
+class EscrowProgress(StatusModel):
+    """A party's escrow deposit (spec.escrow.enabled) and any slash of it."""
+
+    state: EscrowState = EscrowState.NONE
+    """none, locked, slashed (M others, with evidence), released (after the last round),
+    refunded (the owner, after refundSlot) or spent (M others, without escrow metadata)."""
+    tx_id: TxId | None = None
+    """The tx that locked or last moved it."""
+    round: int | None = Field(default=None, ge=0, le=10_000)
+    """A slash's round."""
+    reason: str | None = Field(default=None, max_length=32)
+    """A slash's evidence: hash-mismatch or equivocation."""
+
+
 class PartyProgress(StatusModel):
     """One party's line in the Federation status: readiness, round progress and metrics."""
 
@@ -669,6 +694,8 @@ class PartyProgress(StatusModel):
     """The party's last confirmed announcement."""
     metrics: Metrics | None = None
     """Metrics the party announced with its last update (e.g. accuracy, loss)."""
+    escrow: EscrowProgress | None = None
+    """Its escrow deposit and any slash (only with spec.escrow.enabled)."""
 
 
 class RoundPhase(StrEnum):

@@ -28,6 +28,7 @@ from hydrafed.hydra import cbor, ledger, multisig
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.hydra import utxo as utxo_mod
+from hydrafed.spec import EscrowSpec
 
 #: Metadata label of slash and release txs (announcements use 1990).
 ESCROW_LABEL = 1991
@@ -48,6 +49,14 @@ class Member:
     @classmethod
     def of(cls, party: keys_mod.PartyKeys, network: keys_mod.NetworkName = "testnet") -> Member:
         return cls(party.name, party.participant_id, party.address(network))
+
+    @classmethod
+    def parse(cls, name: str, key_hash: str, address: str) -> Member:
+        """From the public facts a Party carries (bech32 address, key hash hex)."""
+        try:
+            return cls(name, key_hash, pycardano.Address.from_primitive(address))
+        except (pycardano.DecodingException, ValueError, TypeError) as exc:
+            raise errors.ConfigError(f"party {name}: address {address!r} is not a bech32 address") from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -443,6 +452,19 @@ class EscrowState:
     tx_id: str | None = None
     round: int | None = None
     reason: str | None = None
+
+
+def terms_from_spec(fed: str, members: Sequence[Member], spec: EscrowSpec) -> EscrowTerms:
+    """The terms of ``spec.escrow`` for these members (sorted by name); network from their addresses."""
+    ordered = tuple(sorted(members, key=lambda m: m.name))
+    return EscrowTerms(
+        fed=fed,
+        members=ordered,
+        threshold=spec.threshold,
+        refund_slot=spec.refund_slot,
+        amount=spec.amount_lovelace,
+        network=ordered[0].address.network if ordered else pycardano.Network.TESTNET,
+    )
 
 
 def escrow_states(terms: EscrowTerms, confirmed: Iterable[Mapping[str, Any]]) -> dict[str, EscrowState]:

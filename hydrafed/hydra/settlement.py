@@ -69,14 +69,8 @@ def escrow_terms(
     fed: str, spec: FederationSpec, parties: Mapping[str, keys_mod.PartyKeys], network: keys_mod.NetworkName
 ) -> escrow.EscrowTerms:
     """The terms every party derives from the same spec and member list."""
-    return escrow.EscrowTerms(
-        fed=fed,
-        members=tuple(escrow.Member.of(parties[n], network) for n in sorted(parties)),
-        threshold=spec.escrow.threshold,
-        refund_slot=spec.escrow.refund_slot,
-        amount=spec.escrow.amount_lovelace,
-        network=keys_mod.to_network(network),
-    )
+    members = [escrow.Member.of(parties[n], network) for n in parties]
+    return escrow.terms_from_spec(fed, members, spec.escrow)
 
 
 async def lock_escrow(

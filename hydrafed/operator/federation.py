@@ -22,7 +22,7 @@ from typing import Any
 from hydrafed import errors, rounds, spec
 from hydrafed.head import HeadView, close_step
 from hydrafed.hydra import client as client_mod
-from hydrafed.hydra import funding, messages
+from hydrafed.hydra import escrow, funding, messages
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra.devnet.emulated_head import DEFAULT_PROTOCOL_PARAMETERS
 from hydrafed.operator import children, conditions, events, metrics, names, secrets
@@ -97,6 +97,8 @@ class Follower:
     latencies: list[float] = field(default_factory=list)
     last_snapshot: messages.SnapshotConfirmed | None = None
     live_since: int = 0
+    confirmed: list[dict[str, Any]] = field(default_factory=list)
+    """Every tx envelope the current head confirmed, in ledger order (for the escrow states)."""
 
     def start(self) -> None:
         self.live_since = self.client.position
@@ -111,10 +113,12 @@ class Follower:
                 self.head_id = output.head_id
                 self.book = self.book.fresh()
                 self.last_snapshot = None
+                self.confirmed = []
             elif isinstance(output, messages.TxValid) and index > self.live_since:
                 self.tx_valid_at[output.transaction_id] = time.monotonic()
             elif isinstance(output, messages.SnapshotConfirmed) and output.head_id in (None, self.head_id):
                 self.last_snapshot = output
+                self.confirmed.extend(output.confirmed)
                 for entry in self.book.observe(output):
                     sent = self.tx_valid_at.pop(entry.tx_id, None)
                     if sent is not None:
@@ -490,6 +494,7 @@ class FederationRunner:
             )
         draft.fields["rounds"] = records
         draft.fields["parties"] = self._progress(ctx, book)
+        self._escrow(ctx, follower, draft.fields["parties"])
         self._flag_ignored(book, draft)
         if follower.last_snapshot is not None:
             snap = follower.last_snapshot
@@ -533,6 +538,19 @@ class FederationRunner:
                     metrics.PARTY_ACCURACY.labels(**labels, party=member.name).set(ann.metrics["accuracy"])
             rows.append(row)
         return rows
+
+    def _escrow(self, ctx: children.LocalParty, follower: Follower, rows: list[Obj]) -> None:
+        """Each party's escrow state from the confirmed txs (spec.escrow.enabled)."""
+        if not ctx.spec.escrow.enabled:
+            return
+        try:
+            states = escrow_progress(self.name, ctx.spec.escrow, (ctx.me, *ctx.peers), follower.confirmed)
+        except errors.ConfigError as exc:
+            log.warning("federation %s/%s: escrow state not computed: %s", self.namespace, self.name, exc)
+            return
+        for row in rows:
+            if row["name"] in states:
+                row["escrow"] = states[row["name"]]
 
     def _flag_ignored(self, book: rounds.RoundBook, draft: Draft) -> None:
         labels = {"namespace": self.namespace, "federation": self.name}
@@ -660,6 +678,25 @@ class FederationRunner:
         if self.follower is not None:
             await self.follower.stop()
             self.follower = None
+
+
+def escrow_progress(
+    fed: str, escrow_spec: spec.EscrowSpec, members: Sequence[Member], confirmed: Sequence[Mapping[str, Any]]
+) -> dict[str, Obj]:
+    """Member name -> its ``EscrowProgress`` status object, read from the confirmed txs."""
+    terms = escrow.terms_from_spec(
+        fed, [escrow.Member.parse(m.name, m.key_hash, m.address) for m in members], escrow_spec
+    )
+    out: dict[str, Obj] = {}
+    for name, state in escrow.escrow_states(terms, confirmed).items():
+        fields = (
+            ("state", state.state),
+            ("txId", state.tx_id),
+            ("round", state.round),
+            ("reason", state.reason),
+        )
+        out[name] = {k: v for k, v in fields if v is not None}
+    return out
 
 
 def _node_problems(fed: str, fed_spec: spec.FederationSpec, local: PartyObject) -> list[Problem]:

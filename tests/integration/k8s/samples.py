@@ -62,6 +62,9 @@ FEDERATION_STATUS = spec.FederationStatus(
             last_announced_round=3,
             update=_update(3, "alice", 18_000),
             metrics={"accuracy": 0.9412, "loss": 0.2137},
+            escrow=spec.EscrowProgress(
+                state=spec.EscrowState.SLASHED, tx_id="4d" * 32, round=2, reason="hash-mismatch"
+            ),
         ),
         spec.PartyProgress(
             name="carol",
@@ -71,6 +74,9 @@ FEDERATION_STATUS = spec.FederationStatus(
             last_announced_round=2,
             update=_update(2, "carol", 22_000),
             metrics={"accuracy": 0.9301, "loss": 0.25},
+            escrow=spec.EscrowProgress(
+                state=spec.EscrowState.SLASHED, tx_id="3c" * 32, round=1, reason="equivocation"
+            ),
         ),
     ],
     head_id="0a1b2c3d" * 7,
