@@ -292,9 +292,10 @@ def _opt_slot(tx: DecodedTx, field: int, name: str) -> int | None:
     value = tx.body.get(field)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+    if not _is_word(value):
         raise LedgerRuleError(f"DecoderFailure: {name} is not a slot number")
-    return value
+    slot: int = value
+    return slot
 
 
 def decode_validity_interval(tx: DecodedTx) -> Interval:
