@@ -242,6 +242,9 @@ class RoundPolicySpec(SpecModel):
     cutoff tx; the first confirmed cutoff fixes the round's members (hydrafed.rounds)."""
     grace_seconds: int = Field(default=30, ge=0, le=7 * 24 * 3600)
     """With a quorum: how long after the quorum-th announcement a party waits for the others."""
+    close_after_offences: int | None = Field(default=None, ge=1, le=10_000)
+    """Stop the federation once one member has this many offences (docs/reliability.md): workers
+    fail naming it, the operator closes the head; unset: offences are flagged only."""
     timeout_seconds: int = Field(default=3600, ge=1, le=7 * 24 * 3600)
     """How long a party waits for a round's announcements before it fails with a HeadError."""
 

@@ -332,7 +332,10 @@ class FederationRunner:
             draft.fields["headState"] = spec.HeadState.FINAL.value
             draft.condition("HeadOpen", False, "HeadFinalized", draft.message)
             return draft
-        if fed_spec.close or view.tag == "Closed":
+        offender = _over_offence_limit(follower.book, fed_spec)
+        if offender is not None and not fed_spec.close and view.tag != "Closed":
+            draft.events.append(("Warning", "ClosingForOffences", offender))
+        if fed_spec.close or view.tag == "Closed" or offender is not None:
             return await self._close(client, recorded_head or view.head_id, draft)
         if view.tag in ("Idle", "Initial"):
             return await self._open(client, ctx, view, draft)
@@ -720,3 +723,18 @@ def _head_state(view: HeadView) -> str:
     if view.tag in ("Idle", "Open"):
         return view.tag
     return spec.HeadState.IDLE.value
+
+
+def _over_offence_limit(book: rounds.RoundBook, fed_spec: spec.FederationSpec) -> str | None:
+    """Why the head must close under ``roundPolicy.closeAfterOffences``, or None."""
+    limit = fed_spec.round_policy.close_after_offences
+    if limit is None:
+        return None
+    for party, found in sorted(book.offences().items()):
+        if len(found) >= limit:
+            codes = ", ".join(f"round {i.round} {i.code}" for i in found[:5])
+            return (
+                f"{party} has {len(found)} offences ({codes}); roundPolicy.closeAfterOffences is {limit}: "
+                "closing the head"
+            )
+    return None

@@ -13,12 +13,13 @@ the last round's with the final model's claimed digests (a report, the worker's 
 provenance NFT).
 
 Every difference becomes a ``Finding`` naming the round, the party and the cause; the audit is
-green only without any. Reading the inputs (a simulate run folder, a worker config, a node) is
-``audit_inputs``; the table and the JSON are ``audit_output``.
+green only without any. Reading the inputs (a simulate run folder, a worker config, exported
+manifests, a node) is ``audit_inputs``; the table and the JSON are ``audit_output``.
 
 Public API::
 
-    AuditInput(fed, spec, members, outputs, stores, final_claims={}, head_id=None)
+    AuditInput(fed, spec, members, outputs, stores, final_claims={}, head_id=None,
+               max_samples={}, initial_state=None)
     run_audit(inputs, *, work_dir=None) -> AuditReport
     use_threads() -> int                                    # torch threads as the worker sets them
     check_final(final_sha256, claims) -> list[Finding]      # the seam for final-model claims (NFT)
