@@ -719,6 +719,7 @@ class PartyWorker:
         timings["aggregate"] = time.perf_counter() - started
 
         self._unevaluated = (round_no, aggregated.tensors)
+        self._check_offences()
         shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
         missed = own is None
         if missed:
@@ -749,6 +750,23 @@ class PartyWorker:
             missed=missed,
         )
         return record, aggregated.state
+
+    def _check_offences(self) -> None:
+        """HeadError naming the first member over ``roundPolicy.closeAfterOffences``, if any."""
+        limit = self.spec.round_policy.close_after_offences
+        if limit is None:
+            return
+        counts: dict[str, list[str]] = {}
+        for party, found in self.book.offences().items():
+            counts.setdefault(party, []).extend(f"round {i.round} {i.code}" for i in found)
+        for round_no, verdict in self._screened:
+            counts.setdefault(verdict.party, []).append(f"round {round_no} {verdict.code}")
+        for party in sorted(counts):
+            if len(counts[party]) >= limit:
+                raise errors.HeadError(
+                    f"{party} has {len(counts[party])} offences ({', '.join(counts[party][:5])}); "
+                    f"roundPolicy.closeAfterOffences is {limit}: the federation stops"
+                )
 
     def _screen_own(
         self, round_no: int, update: Update | None, reference: Mapping[str, torch.Tensor]
