@@ -521,6 +521,45 @@ def check_required_signers(
         )
 
 
+def _metadatum_ok(value: Any, depth: int = 0) -> bool:
+    """Shelley's ``validMetadatum``: every text and bytes at most 64 bytes, at any depth."""
+    if depth > 64:
+        return False
+    if isinstance(value, str):
+        return len(value.encode()) <= 64
+    if isinstance(value, bytes):
+        return len(value) <= 64
+    if isinstance(value, list):
+        return all(_metadatum_ok(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(_metadatum_ok(k, depth + 1) and _metadatum_ok(v, depth + 1) for k, v in value.items())
+    return True
+
+
+def check_metadata_limits(tx: DecodedTx) -> None:
+    """InvalidMetadata: no text or bytes in the metadata is longer than 64 bytes."""
+    if tx.aux_bytes == b"\xf6":
+        return
+    try:
+        aux = cbor2.loads(tx.aux_bytes)
+    except (cbor2.CBORDecodeError, ValueError) as exc:
+        raise LedgerRuleError(f"DecoderFailure: auxiliary data: {exc}") from exc
+    if isinstance(aux, cbor2.CBORTag) and aux.tag == 259 and isinstance(aux.value, dict):
+        metadata = aux.value.get(0, {})
+    elif isinstance(aux, list) and aux:
+        metadata = aux[0]
+    else:
+        metadata = aux
+    if not isinstance(metadata, dict):
+        raise LedgerRuleError("DecoderFailure: auxiliary data holds no metadata map")
+    for label, value in metadata.items():
+        if not _metadatum_ok(value):
+            raise LedgerRuleError(
+                f"InvalidMetadata: label {label} holds a text or bytes longer than 64 bytes; "
+                "split it into a list of chunks"
+            )
+
+
 def check_metadata_hash(tx: DecodedTx) -> None:
     """The body's auxiliary-data hash and the metadata sent agree (both absent, or equal)."""
     declared_raw = tx.body.get(7)
@@ -644,6 +683,7 @@ def validate_tx(
     check_native_scripts(scripts, signed_by, interval)
     check_required_signers(tx, inputs, utxo, signed_by)
     check_metadata_hash(tx)
+    check_metadata_limits(tx)
     check_body_network_id(tx, network)
     outputs = decode_outputs(tx)
     check_output_networks(outputs, network)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import cbor2
 import pycardano
 import pytest
 
@@ -326,3 +327,18 @@ def test_validate_tx_applies_the_other_rules(
     # Execute / Assert
     with pytest.raises(ledger.LedgerRuleError, match=reason):
         ledger.validate_tx(env["cborHex"], utxo, params, NET, env["txId"])
+
+
+def test_rule_metadata_limits(alice: keys.PartyKeys, bob: keys.PartyKeys) -> None:
+    # pycardano refuses to build such metadata, so the tx is raw CBOR: a peer need not use it.
+    def tx(meta: object) -> ledger.DecodedTx:
+        aux = cbor2.dumps(cbor2.CBORTag(259, {0: {1991: meta}}))
+        return dataclasses.replace(_bare({}), aux_bytes=aux)
+
+    ledger.check_metadata_limits(_decoded(_pay(alice, bob)))
+    ledger.check_metadata_limits(tx({"uri": ["x" * 64, "y" * 10], "sha": b"\x01" * 64}))
+    for bad in ({"uri": "x" * 65}, {"b": [b"\x01" * 65]}, {"k" * 65: 1}):
+        with pytest.raises(
+            ledger.LedgerRuleError, match="InvalidMetadata: label 1991 holds a text or bytes longer"
+        ):
+            ledger.check_metadata_limits(tx(bad))
