@@ -237,8 +237,8 @@ def _spend(
             need = ledger.min_lovelace_ada_only(bytes(address.to_primitive()), coin, params)
             if coin < need:
                 raise errors.ConfigError(
-                    f"escrow.amount: an output of {coin} lovelace to {address} is below its min-ADA of "
-                    f"{need}; raise the escrow amount"
+                    f"escrow.amountLovelace: an output of {coin} lovelace to {address} is below its "
+                    f"min-ADA of {need}; raise the escrow amount"
                 )
         body = multisig.encode_body(inputs, list(outputs), fee, aux, validity_start=validity_start)
         needed = ledger.min_fee(multisig.sized_tx_bytes(body, signers, script, aux), params)
