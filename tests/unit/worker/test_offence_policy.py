@@ -1,13 +1,17 @@
-"""roundPolicy.closeAfterOffences: the federation stops, naming the offender, once it has K offences.
+"""Offences and quorum over the in-memory ledger: the same rules as on a Hydra head.
 
-Three real workers over the in-memory ledger on scikit-learn's digits; carol's worker uploads a
-NaN weight every round (the bench's way of playing a hostile party: ``outgoing_update``).
+Three real workers on scikit-learn's digits. roundPolicy.closeAfterOffences: carol's worker
+uploads a NaN weight every round (the bench's way of playing a hostile party:
+``outgoing_update``) and the federation stops naming her at the limit. Quorum: carol is held
+back in round 1, which is cut off without her on every party alike.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,6 +21,7 @@ from hydrafed.spec import FederationSpec, RoundPolicySpec, TrainingSpec
 from hydrafed.worker.inprocess import run_in_process
 from hydrafed.worker.mnist_task import MnistTask
 from hydrafed.worker.party import PartyResult, PartyWorker
+from hydrafed.worker.task import TrainResult
 
 pytestmark = pytest.mark.unit
 
@@ -55,3 +60,52 @@ def test_without_a_limit_offences_are_flagged_and_the_rounds_go_on(tmp_path: Pat
             ("carol", r, "BadUpdate") for r in (1, 2, 3)
         ]
     assert len({r.final_sha256 for r in results.values()}) == 1
+
+
+class _HeldBack:
+    """A real task whose round 1 ends only once ``release`` is set: a straggler."""
+
+    def __init__(self, task: MnistTask, release: threading.Event) -> None:
+        self.task, self.release = task, release
+
+    def exchanged_state(self) -> dict[str, torch.Tensor]:
+        return self.task.exchanged_state()
+
+    def load_exchanged_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        self.task.load_exchanged_state(state)
+
+    def train_round(self, round_no: int) -> TrainResult:
+        result = self.task.train_round(round_no)
+        if round_no == 1:
+            self.release.wait(60)
+        return result
+
+    def evaluate(self) -> dict[str, float]:
+        return self.task.evaluate()
+
+
+def test_an_in_memory_quorum_round_goes_on_without_the_straggler(tmp_path: Path) -> None:
+    # Prepare: quorum 2, no grace; carol finishes round 1 only after alice has aggregated it
+    training = TrainingSpec(dataset="digits", rounds=2, local_epochs=1, seed=2)
+    spec = FederationSpec(training=training, round_policy=RoundPolicySpec(quorum=2, grace_seconds=0))
+    tasks: dict[str, Any] = {
+        n: MnistTask.from_spec(training, party_index=i, parties=3) for i, n in enumerate(NAMES)
+    }
+    release = threading.Event()
+    tasks["carol"] = _HeldBack(tasks["carol"], release)
+
+    def progress(event: dict[str, Any]) -> None:
+        if event["party"] == "alice" and event["state"] == "aggregated":
+            release.set()
+
+    # Execute
+    results = run_in_process(spec, tasks, tmp_path, progress=progress)
+
+    # Assert
+    assert results["alice"].rounds[0].members == results["carol"].rounds[0].members
+    assert "carol" not in results["alice"].rounds[0].members and results["carol"].rounds[0].missed
+    for index in range(2):
+        assert len({r.rounds[index].global_sha256 for r in results.values()}) == 1
+    late = {n: [(i["party"], i["code"]) for i in r.ignored if i["round"] == 1] for n, r in results.items()}
+    assert all(("carol", "Late") in rows for rows in late.values())
+    assert late["alice"] == late["bob"] == late["carol"]
