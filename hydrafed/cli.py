@@ -9,6 +9,7 @@ one-line message, never a traceback.
 from __future__ import annotations
 
 import contextlib
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -198,27 +199,28 @@ def simulate(
     nft: Annotated[
         bool, typer.Option("--nft", help="Mint the provenance NFT on the emulated L1 after fanout.")
     ] = False,
+    evaluation: Annotated[
+        str,
+        typer.Option(
+            "--evaluation",
+            help="shared: the first party evaluates each round's global model (the others hold the "
+            "same weights, proven by hash); perParty: every party evaluates it.",
+        ),
+    ] = "shared",
+    evaluate_every: Annotated[
+        int | None, typer.Option("--evaluate-every", help="Evaluate every K-th round (and the last).")
+    ] = None,
 ) -> None:
     """Run a whole federation on this machine: devnet head, buckets, one process per party."""
-    from hydrafed.worker import processes
+    # Every option is checked before anything heavy starts: a refusal costs no torch import.
+    from hydrafed.worker import simulate_args
 
-    processes.start_early()  # its imports overlap ours below
-
-    import pydantic
-
-    from hydrafed import spec as spec_mod
-    from hydrafed.worker import simulate as sim
-
-    overrides: dict[str, object] = {}
-    if preset is not None:
-        if preset != "paper":
-            raise errors.ConfigError(f"--preset {preset!r} is unknown: the only preset is paper")
-        overrides.update(sim.PAPER_PRESET)
-    given = {
+    given: dict[str, object] = {
         "rounds": rounds,
         "dataset": dataset,
         "dataset_path": str(dataset_path) if dataset_path else None,
         "model": model,
+        "model_path": str(model_path) if model_path else None,
         "local_epochs": local_epochs,
         "local_steps": local_steps,
         "learning_rate": lr,
@@ -226,24 +228,24 @@ def simulate(
         "partition": partition,
         "seed": seed,
         "sample_limit": sample_limit,
+        "aggregation": aggregation,
+        "lora": {"rank": lora_rank} if lora_rank is not None else None,
     }
-    overrides.update({k: v for k, v in given.items() if v is not None})
-    if model_path is not None:
-        overrides["model_path"] = str(model_path)
-    if aggregation is not None:
-        overrides["aggregation"] = aggregation
-    if qlora or lora_rank is not None:
-        # Quick CPU-sized defaults for language models; every one can be overridden by its flag.
-        from hydrafed.worker.lm import task as lm_task
+    federation = simulate_args.federation_spec(
+        given,
+        preset=preset,
+        qlora=qlora,
+        evaluation={"every": evaluate_every, "scope": evaluation},
+    )
+    simulate_args.check_options(parties=parties, store=store, out=out, api_port=api_port)
 
-        for key, value in lm_task.SIMULATE_DEFAULTS.items():
-            overrides.setdefault(key, value)
-        overrides["lora"] = {"rank": lora_rank} if lora_rank is not None else {}
-    try:
-        training = spec_mod.TrainingSpec.model_validate(overrides)
-        federation = spec_mod.FederationSpec(training=training)
-    except pydantic.ValidationError as exc:
-        raise errors.ConfigError(spec_mod.describe_validation_error(exc, "training")) from None
+    from hydrafed.worker import processes
+
+    processes.start_early()  # the parties' imports (torch) overlap the devnet's start-up below
+    signal.signal(signal.SIGTERM, _interrupted)  # SIGTERM cleans up like Ctrl-C
+
+    from hydrafed.worker import simulate as sim
+
     if escrow or nft:
         from hydrafed.hydra import settlement
 
@@ -252,6 +254,11 @@ def simulate(
         federation,
         sim.SimulateOptions(parties=parties, out=out, api_port=api_port, baselines=baselines, store=store),
     )
+
+
+def _interrupted(signum: int, _frame: object) -> None:
+    """SIGTERM handler: unwind as Ctrl-C does (parties stopped, partial output removed)."""
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
 
 
 @app.command("audit")

@@ -233,6 +233,25 @@ class TrainingSpec(SpecModel):
         return self
 
 
+class EvaluationScope(StrEnum):
+    """Who evaluates the global model."""
+
+    PER_PARTY = "perParty"
+    SHARED = "shared"
+
+
+class EvaluationSpec(SpecModel):
+    """How often the round's global model is evaluated, and by whom."""
+
+    every: int = Field(default=1, ge=1, le=10_000)
+    """Evaluate after every K-th round (rounds K, 2K, ...) and always after the last one."""
+    scope: EvaluationScope = Field(default=EvaluationScope.PER_PARTY, strict=False)
+    """perParty: every party evaluates the global model on its own held-out data. shared: only the
+    first member (in name order) evaluates it; every party still aggregates and hashes its own
+    global state, so the others hold the same weights (simulate's default: on one machine the N
+    parties would evaluate bit-identical weights on one test set N times)."""
+
+
 class RoundPolicySpec(SpecModel):
     """When a round counts as complete."""
 
@@ -385,6 +404,8 @@ class FederationSpec(SpecModel):
     """Training parameters every party uses (immutable: every party must train the same thing)."""
     round_policy: RoundPolicySpec = Field(default_factory=RoundPolicySpec)
     """When a round is complete."""
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
+    """How often the global model is evaluated, and by every party or by one."""
     head: HeadSpec = Field(default_factory=HeadSpec)
     """The shared Hydra head."""
     storage: StorageSpec = Field(default_factory=StorageSpec)

@@ -24,29 +24,12 @@ import torch
 
 from hydrafed.errors import ConfigError
 from hydrafed.spec import ModelName, TrainingSpec
-from hydrafed.worker.data import Dataset, load_split
+from hydrafed.worker.data import Dataset
 from hydrafed.worker.fit import check_fits
 from hydrafed.worker.models import build_model
-from hydrafed.worker.partition import partition_indices
+from hydrafed.worker.partition import load_shards as load_shards
 from hydrafed.worker.task import Tensors, TrainResult
 from hydrafed.worker.training import TrainConfig, evaluate, to_tensors, train_round
-
-
-def load_shards(
-    spec: TrainingSpec, parties: int, *, cache: Path | None = None
-) -> tuple[list[Dataset], Dataset, int]:
-    """Every party's shard, the common test set and the number of classes, all from the seed."""
-    split = load_split(
-        spec.dataset,
-        Path(spec.dataset_path) if spec.dataset_path else None,
-        seed=spec.seed,
-        test_fraction=spec.test_fraction,
-        sample_limit=spec.sample_limit,
-        cache=cache,
-    )
-    indices = partition_indices(split.train.labels, parties, spec.partition, spec.seed)
-    num_classes = max(split.train.num_classes, split.test.num_classes)
-    return [split.train.subset(i) for i in indices], split.test, num_classes
 
 
 class MnistTask:

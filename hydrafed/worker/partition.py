@@ -14,12 +14,15 @@ Public API::
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from hydrafed.errors import ConfigError
+from hydrafed.spec import TrainingSpec
+from hydrafed.worker.data import Dataset, load_split
 
 _MAX_DIRICHLET_DRAWS = 100
 
@@ -106,3 +109,20 @@ def partition_indices(
         assert parsed.alpha is not None
         shards = _dirichlet(np.asarray(labels), parties, parsed.alpha, rng)
     return [np.sort(s) for s in shards]
+
+
+def load_shards(
+    spec: TrainingSpec, parties: int, *, cache: Path | None = None
+) -> tuple[list[Dataset], Dataset, int]:
+    """Every party's shard, the common test set and the number of classes, all from the seed."""
+    split = load_split(
+        spec.dataset,
+        Path(spec.dataset_path) if spec.dataset_path else None,
+        seed=spec.seed,
+        test_fraction=spec.test_fraction,
+        sample_limit=spec.sample_limit,
+        cache=cache,
+    )
+    indices = partition_indices(split.train.labels, parties, spec.partition, spec.seed)
+    num_classes = max(split.train.num_classes, split.test.num_classes)
+    return [split.train.subset(i) for i in indices], split.test, num_classes

@@ -40,6 +40,7 @@ from hydrafed import errors
 from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, RoundRules
+from hydrafed.spec import EvaluationScope
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker import phases
 from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, get_aggregator
@@ -379,7 +380,20 @@ class PartyWorker:
         finally:
             self.task.load_exchanged_state(current)
 
+    def evaluates(self, round_no: int) -> bool:
+        """Whether this party evaluates round ``round_no``'s global model (``spec.evaluation``).
+
+        Every K-th round and the last; with scope shared only the first member (in name order).
+        """
+        evaluation = self.spec.evaluation
+        if evaluation.scope == EvaluationScope.SHARED and self.config.name != min(self.members):
+            return False
+        return round_no % evaluation.every == 0 or round_no == self.spec.training.rounds
+
     def _with_evaluation(self, record: RoundReport) -> RoundReport:
+        """The record with its evaluation; a round this party did not evaluate keeps empty metrics."""
+        if record.round not in self._evaluations:
+            return record
         metrics, seconds = self._evaluations[record.round]
         return dataclasses.replace(record, metrics=metrics, timings={**record.timings, "evaluate": seconds})
 
@@ -718,7 +732,8 @@ class PartyWorker:
         self._global_digest = global_digest
         timings["aggregate"] = time.perf_counter() - started
 
-        self._unevaluated = (round_no, aggregated.tensors)
+        if self.evaluates(round_no):
+            self._unevaluated = (round_no, aggregated.tensors)
         self._check_offences()
         shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
         missed = own is None

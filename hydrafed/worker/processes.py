@@ -19,6 +19,10 @@ import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
+import select
+import signal
+import threading
+import time
 
 HEAVY = (
     "torch",
@@ -97,3 +101,42 @@ def lower_priority() -> None:
     """Called in each party process: let the devnet and the live view go first (Unix only)."""
     with contextlib.suppress(AttributeError, OSError):
         os.nice(PARTY_NICENESS)
+
+
+def exit_with(parent_pid: int) -> None:
+    """Called first in a child: SIGKILL this process as soon as process ``parent_pid`` is gone.
+
+    A party is forked by the fork server, not by simulate, and it holds the server's "alive"
+    pipe, so neither notices simulate's death: a party waiting for peers, the fork server and
+    the resource tracker used to run on until the round timeout. A daemon thread waits on a
+    pidfd of simulate (Linux >= 5.3) and ends the party the moment simulate ends, however it
+    ends (SIGTERM, SIGINT, SIGKILL); the server and the tracker then see their pipes close and
+    exit by themselves. Without pidfds it polls every half second.
+    """
+
+    def kill_self() -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    try:
+        pidfd = os.pidfd_open(parent_pid)
+    except ProcessLookupError:
+        kill_self()
+        return
+    except (AttributeError, OSError):
+        pidfd = -1
+
+    def watch() -> None:
+        if pidfd >= 0:
+            select.select([pidfd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(parent_pid, 0)
+                except ProcessLookupError:
+                    break
+                except PermissionError:
+                    pass
+                time.sleep(0.5)
+        kill_self()
+
+    threading.Thread(target=watch, name="hydrafed-exit-with-parent", daemon=True).start()

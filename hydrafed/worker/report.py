@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,8 @@ from rich.console import Console
 from rich.table import Table
 
 from hydrafed.spec import FederationSpec
-from hydrafed.worker.party import PHASES, PartyResult
+from hydrafed.worker.phases import TIMED as PHASES
+from hydrafed.worker.records import PartyResult
 
 SCHEMA = "hydrafed.simulate/v1"
 
@@ -30,8 +32,11 @@ def build_report(
 ) -> dict[str, Any]:
     """Everything a reader needs to judge the run, as plain JSON data."""
     parties = []
+    shared = _evaluations(results)
     for name, result in results.items():
-        federated = [r.metrics["accuracy"] for r in result.rounds]
+        # A round this party did not evaluate shows the accuracy of the party that did: the
+        # weights are the same (identicalWeightsEveryRound); a round nobody evaluated is None.
+        federated = [r.metrics.get("accuracy", shared.get(r.round)) for r in result.rounds]
         local = list(local_only.get(name, []))
         parties.append(
             {
@@ -43,11 +48,14 @@ def build_report(
                 "final": {
                     "federated": federated[-1] if federated else None,
                     "localOnly": local[-1] if local else None,
-                    "gain": (federated[-1] - local[-1]) if federated and local else None,
+                    "gain": (federated[-1] - local[-1])
+                    if federated and federated[-1] is not None and local
+                    else None,
                 },
                 "finalWeightsSha256": result.final_sha256,
                 "globalWeightsSha256": [r.global_sha256 for r in result.rounds],
                 "missedRounds": [r.round for r in result.rounds if r.missed],
+                "evaluatedRounds": [r.round for r in result.rounds if "accuracy" in r.metrics],
             }
         )
     membership = _membership(results)
@@ -83,6 +91,11 @@ def build_report(
         },
         "head": {"headId": head_id, "finalizedOutputs": len(fanout.get("finalizedUTxO", {}))},
         "parties": parties,
+        "evaluation": {
+            **spec.evaluation.model_dump(mode="json", by_alias=True),
+            "evaluators": [p["name"] for p in parties if p["evaluatedRounds"]],
+            "rounds": sorted(shared),
+        },
         "rounds": membership,
         "offences": _offences(results),
         "centralizedAccuracy": list(centralized),
@@ -98,6 +111,16 @@ def build_report(
             "perRound": per_round,
         },
     }
+
+
+def _evaluations(results: Mapping[str, PartyResult]) -> dict[int, float]:
+    """Round -> the accuracy of its global model, from the first party (by name) that evaluated it."""
+    found: dict[int, float] = {}
+    for name in sorted(results):
+        for record in results[name].rounds:
+            if "accuracy" in record.metrics:
+                found.setdefault(record.round, float(record.metrics["accuracy"]))
+    return found
 
 
 def _membership(results: Mapping[str, PartyResult]) -> list[dict[str, Any]]:
@@ -165,7 +188,7 @@ def plot_accuracy(report: Mapping[str, Any], path: Path) -> None:
         rounds = range(1, len(party["federatedAccuracy"]) + 1)
         ax.plot(
             rounds,
-            [100 * a for a in party["federatedAccuracy"]],
+            [math.nan if a is None else 100 * a for a in party["federatedAccuracy"]],
             color=colour,
             label=f"{party['name']} federated",
         )

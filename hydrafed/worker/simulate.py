@@ -15,40 +15,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 import os
-import queue as queue_mod
 import shutil
 import tempfile
 import time
-import traceback
-from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from hydrafed import errors, storage
+from hydrafed import storage
 from hydrafed.head import HeadController
 from hydrafed.hydra import client as client_mod
 from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import settlement
 from hydrafed.hydra.devnet import Devnet, DevnetThread
 from hydrafed.rounds import spec_hash
-from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec, TrainingSpec
-from hydrafed.worker import baselines
+from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec
+from hydrafed.worker import party_process, simulate_args, tasks
 from hydrafed.worker import processes as processes_mod
 from hydrafed.worker import report as report_mod
-from hydrafed.worker.party import Member, PartyConfig, PartyResult
 from hydrafed.worker.phases import State
-from hydrafed.worker.production import NodeAccess, build_worker
-from hydrafed.worker.tasks import build_task
+from hydrafed.worker.records import Member, NodeAccess, PartyConfig, PartyResult, RoundReport
+from hydrafed.worker.supervisor import Supervisor
 
-PAPER_PRESET = {"learning_rate": 0.5, "batch_size": 64, "local_epochs": 1, "momentum": 0.0}
-"""The source paper's table: plain SGD, lr 0.5, batch 64, one local epoch per round."""
+PAPER_PRESET = simulate_args.PAPER_PRESET
+PARTY_ENTRY = "hydrafed.worker.party_process:run_party"
+"""What each party process runs (imported there, so that an import error is reported by name)."""
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class SimulateOptions:
     ``storj`` (a local Storj network: a project and grant per party, peers read through shares)."""
 
 
-STORES = ("local", "seaweedfs", "storj")
+STORES = simulate_args.STORES
 
 
 @dataclass(frozen=True)
@@ -115,41 +111,6 @@ def _open_buckets(
 def party_names(parties: int) -> list[str]:
     """party-01 .. party-NN: sorted order equals index order."""
     return [f"party-{i:02d}" for i in range(1, parties + 1)]
-
-
-def _party_process(
-    config: PartyConfig, access: NodeAccess, party_index: int, parties: int, cache: Path | None, events: Any
-) -> None:
-    """Entry point of one party process: build the task, run the rounds, report."""
-    import torch
-
-    torch.set_num_threads(1)
-    processes_mod.lower_priority()
-    try:
-        task = build_task(config.spec.training, party_index=party_index, parties=parties, cache=cache)
-        processes_mod.release_freed_memory()
-        worker = build_worker(config, access, task, progress=events.put)
-        result = asyncio.run(worker.run())
-        events.put({"party": config.name, "state": State.RESULT, "result": asdict(result)})
-    except BaseException as exc:  # the parent must hear about every failure, then the process ends
-        events.put(
-            {
-                "party": config.name,
-                "state": State.FAILED,
-                "error": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc(),
-            }
-        )
-        raise
-
-
-def _baseline_curve(spec: TrainingSpec, party_index: int, parties: int, cache: Path | None) -> list[float]:
-    """Test accuracy after each round of training alone (parties == 0: on all data pooled)."""
-    import torch
-
-    torch.set_num_threads(1)
-    task = build_task(spec, party_index=party_index, parties=parties, cache=cache)
-    return [metrics["accuracy"] for metrics in baselines.local_only(task, spec.rounds)]
 
 
 async def _open_head(urls: dict[str, str], keys: dict[str, keys_mod.PartyKeys]) -> str:
@@ -205,39 +166,21 @@ class _LiveView:
         self.progress.update(task, **fields)
 
 
-def _collect(
-    processes: Sequence[multiprocessing.process.BaseProcess],
-    events: Any,
-    view: _LiveView,
-    names: list[str],
-) -> dict[str, PartyResult]:
+def _collect(supervisor: Supervisor, view: _LiveView, names: list[str]) -> dict[str, PartyResult]:
     """Relay progress until every party has reported its result; fail fast on any failure."""
     results: dict[str, dict[str, Any]] = {}
     while len(results) < len(names):
-        try:
-            event = events.get(timeout=0.5)
-        except queue_mod.Empty:
-            dead = [p for p in processes if not p.is_alive() and p.exitcode not in (0, None)]
-            if dead and len(results) < len(names):
-                try:
-                    event = events.get(timeout=2.0)
-                except queue_mod.Empty:
-                    raise errors.HydrafedError(
-                        f"a party process died (exit code {dead[0].exitcode}) without reporting"
-                    ) from None
-            else:
-                continue
-        if event.get("state") == State.FAILED:
-            raise errors.HydrafedError(f"party {event['party']} failed: {event['error']}")
+        event = supervisor.next_event()
+        if event is None:
+            continue
         if event.get("state") == State.RESULT:
             results[str(event["party"])] = event["result"]
+            supervisor.finished(str(event["party"]))
         view.update(event)
     return {name: _party_result(results[name]) for name in names}
 
 
 def _party_result(raw: dict[str, Any]) -> PartyResult:
-    from hydrafed.worker.party import RoundReport
-
     return PartyResult(
         name=raw["name"],
         samples=raw["samples"],
@@ -248,36 +191,18 @@ def _party_result(raw: dict[str, Any]) -> PartyResult:
     )
 
 
-def _check_replaceable(out: Path) -> None:
-    """A finished run replaces ``out``: allow that only for an empty dir or an earlier run's output."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise errors.ConfigError(f"--out {out} is a file: choose a directory for the report")
-    if any(out.iterdir()) and not (out / "report.json").is_file():
-        raise errors.ConfigError(
-            f"--out {out} is a non-empty directory that holds no earlier simulate report; "
-            "choose a new or empty directory (it is replaced when the run completes)"
-        )
-
-
 def run_simulation(
     spec: FederationSpec, options: SimulateOptions, console: Console | None = None
 ) -> dict[str, Any]:
     """Run the federation and the baselines; write report.json, accuracy.png and ledger.json."""
     console = console or Console()
     started = time.perf_counter()
-    if options.parties < 1:
-        raise errors.ConfigError("--parties must be at least 1")
-    if options.parties > 29:
-        raise errors.ConfigError("--parties: a Hydra head holds at most 29 parties")
-    if options.store not in STORES:
-        raise errors.ConfigError(f"--store {options.store!r} is unknown: use one of {', '.join(STORES)}")
+    simulate_args.check_options(
+        parties=options.parties, store=options.store, out=options.out, api_port=options.api_port
+    )
     names = party_names(options.parties)
-    training = spec.training
-    # Fail before starting anything if the data is missing or the model unknown.
-    _check_replaceable(options.out.resolve())
-    build_task(training, party_index=0, parties=options.parties, cache=options.cache)
+    # Fail before starting anything if the data is missing or a shard would be empty.
+    tasks.check_data(spec.training, parties=options.parties, cache=options.cache)
 
     out = options.out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -392,28 +317,25 @@ def _run_federation(
             )
             for n in names
         }
-        context = processes_mod.party_context()
-        events = context.Queue()
-        processes = [
-            context.Process(
-                target=_party_process,
-                args=(config, access[config.name], index, len(names), options.cache, events),
-                name=f"hydrafed-{config.name}",
-            )
-            for index, config in enumerate(configs)
-        ]
+        supervisor = Supervisor()
         fed_started = time.perf_counter()
         view = _LiveView(names, training.rounds, console)
         try:
             with view.progress:
-                for process in processes:
-                    process.start()
-                results = _collect(processes, events, view, names)
+                for index, config in enumerate(configs):
+                    run_args = (
+                        config,
+                        access[config.name],
+                        index,
+                        len(names),
+                        options.cache,
+                        supervisor.events,
+                    )
+                    supervisor.start(config.name, PARTY_ENTRY, run_args)
+                results = _collect(supervisor, view, names)
+            supervisor.stop()
         finally:
-            for process in processes:
-                process.join(timeout=10)
-                if process.is_alive():
-                    process.terminate()
+            supervisor.kill()  # on a failure the others would wait for it until the round timeout
         federation_seconds = time.perf_counter() - fed_started
 
         baselines_started = time.perf_counter()
@@ -422,12 +344,17 @@ def _run_federation(
         if options.baselines:
             with console.status("training baselines: each party alone, and all data pooled"):
                 workers = max(1, min(os.cpu_count() or 1, len(names) + 1))
-                with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                with ProcessPoolExecutor(
+                    workers,
+                    mp_context=supervisor.context,
+                    initializer=processes_mod.exit_with,
+                    initargs=(os.getpid(),),
+                ) as pool:
                     local_futures = {
-                        n: pool.submit(_baseline_curve, training, i, len(names), options.cache)
+                        n: pool.submit(party_process.baseline_curve, training, i, len(names), options.cache)
                         for i, n in enumerate(names)
                     }
-                    central_future = pool.submit(_baseline_curve, training, 0, 0, options.cache)
+                    central_future = pool.submit(party_process.baseline_curve, training, 0, 0, options.cache)
                     local_only = {n: f.result() for n, f in local_futures.items()}
                     centralized = central_future.result()
         baselines_seconds = time.perf_counter() - baselines_started

@@ -41,18 +41,6 @@ SEQ_LEN = 128
 EVAL_BLOCKS = 24
 """Held-out blocks used by ``evaluate`` (the first ones of the common test set): bounded CPU time."""
 
-SIMULATE_DEFAULTS: dict[str, object] = {
-    "model": "smollm2-135m",
-    "dataset": "text",
-    "rounds": 3,
-    "local_steps": 4,
-    "batch_size": 4,
-    "learning_rate": 2e-3,
-    "momentum": 0.0,
-    "partition": "dirichlet:0.5",
-}
-"""What ``hydrafed simulate --qlora`` fills in when a flag is not given: a few-minute CPU run."""
-
 
 def default_cache() -> Path:
     """``$HYDRAFED_CACHE`` or ``~/.cache/hydrafed``, as the Makefile sets it."""
