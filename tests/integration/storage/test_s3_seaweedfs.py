@@ -225,3 +225,25 @@ def test_multipart_object_round_trips_and_parallel_download_detects_corruption(
     with pytest.raises(errors.IntegrityError):
         store.get("party-a", "multi/u", tmp_path / "down2")
     assert not (tmp_path / "down2").exists()
+
+
+def test_small_put_is_one_request_and_weed_runs_with_its_cache_and_gogc(
+    seaweedfs: SeaweedS3, tmp_path: Path
+) -> None:
+    # Prepare: an update-sized object, and every request the client sends
+    store = _owner(seaweedfs, "party-a")
+    src = tmp_path / "update.safetensors"
+    src.write_bytes(os.urandom(800_000))
+    sent: list[str] = []
+    store.client.meta.events.register("before-send.s3", lambda **kw: sent.append(kw["request"].method))
+
+    # Execute
+    info = store.put("party-a", "rounds/1/small", src)
+    environ = Path(f"/proc/{seaweedfs.process.pid}/environ").read_bytes().split(b"\0")
+    cmdline = Path(f"/proc/{seaweedfs.process.pid}/cmdline").read_bytes().split(b"\0")
+
+    # Assert: one PUT (no multipart, no transfer manager), the hash recorded; weed's settings
+    assert sent == ["PUT"]
+    assert store.stat("party-a", "rounds/1/small").sha256 == info.sha256 == sha256_file(src)
+    assert f"GOGC={os.environ.get('GOGC', '25')}".encode() in environ
+    assert b"-s3.cacheCapacityMB=64" in cmdline
