@@ -116,19 +116,18 @@ def render(results: list[dict[str, Any]], seconds: float, rounds: int) -> str:
             "N=29), so a lower bound.",
             _docs.table(header, rows),
             *scaling,
-            "Memory at N=29 with S3 buckets: 14953 MiB of peak PSS before every boto3 client came "
-            "from one session per process (a session per store parsed the S3 model anew: 12.4 MiB "
-            "per client, 29 clients per party); 6407 MiB after. Measured beside it (not in the "
-            "code): the fork server preloading `hydrafed.storage.s3` as well gave 3125 MiB, and "
-            "adding `gc.collect(); gc.freeze()` after the preloads (so that the parties' collector "
-            "does not copy the preloaded heap on write) 1798 MiB. Download time at N=29 is CPU: one "
-            "GET of a party's 797 KB update costs 4.1 ms of the reader's CPU and 5.0 ms of "
-            "SeaweedFS's (measured alone), and 29 parties make 812 GETs per round on these 2 cores, "
-            "so the per-party figure grows with N(N-1)/cores here; a party's own CPU, what it pays "
-            "on its own machine, grows with the N-1 updates it fetches (28 x 4.1 ms at N=29). storj "
-            "likewise: a download of the update costs 13.3 ms of the reader's CPU (the dial, order "
-            "limits, decryption, erasure decoding, sha256) and 10.7 ms of the satellite's and "
-            "nodes' (measured alone), 24 ms in all against SeaweedFS's 9 ms, so its N=29 row is "
+            "Memory at N=29 with S3 buckets: 14953 MiB of peak PSS when every S3 store had a boto3 "
+            "session of its own (12.4 MiB per client, 29 clients per party), 6407 MiB with one session "
+            "per process; the fork server now also preloads the transports and boto3 and freezes the "
+            "collector. Sampled every 2 s instead of this table's ~10 s, the sum at N=29 is 4.7-5.0 GB "
+            "(docs/storage.md, 'Storage at 29 parties', says where it goes: mostly each party's test "
+            "set and held updates, not the stores). Download time at N=29 is CPU: 29 parties make "
+            "812 GETs per round on these 2 cores, each costing the reader 2.7 ms and SeaweedFS 1.6 ms "
+            "from its chunk cache (`python -m bench.storage_throughput --get-cpu`), so the per-party "
+            "figure grows with N(N-1)/cores here; a party's own CPU, what it pays on its own machine, "
+            "grows with the N-1 updates it fetches. storj likewise: a download of the update costs "
+            "13.3 ms of the reader's CPU (the dial, order limits, decryption, erasure decoding, "
+            "sha256) and 10.7 ms of the satellite's and nodes' (measured alone), so its N=29 row is "
             "812 x 24 ms of CPU per round on 2 cores.",
             "![overhead vs N](img/overhead_scaling.png)",
             f"Machine: {_docs.machine()}; torch {torch.__version__}. All rows took {seconds / 60:.1f} min. "
