@@ -44,7 +44,7 @@ from hydrafed.spec import EvaluationScope
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
 from hydrafed.worker import phases
 from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, get_aggregator
-from hydrafed.worker.fit import check_fits
+from hydrafed.worker.fit import all_finite, check_fits
 from hydrafed.worker.ledger import Ledger
 from hydrafed.worker.phases import State
 from hydrafed.worker.records import Member as Member
@@ -170,7 +170,7 @@ def aggregate_round(
 def _finite(metrics: Mapping[str, float], state: Mapping[str, torch.Tensor]) -> bool:
     """No NaN or infinity in the training metrics or in the floating-point tensors."""
     return all(math.isfinite(v) for v in metrics.values()) and all(
-        bool(torch.isfinite(t).all()) for t in state.values() if t.is_floating_point()
+        all_finite(t) for t in state.values() if t.is_floating_point()
     )
 
 
