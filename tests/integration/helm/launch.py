@@ -18,6 +18,7 @@ podman in this sandbox needs two settings a normal host does not (docs/images.md
 
 from __future__ import annotations
 
+import hashlib
 import os
 import resource
 import shlex
@@ -43,7 +44,26 @@ def podman_missing() -> str | None:
     )
     if found.returncode != 0:
         return f"{OPERATOR_IMAGE} not in podman's store: run `make images` first (minutes)"
+    # an image built from an older tree fails on today's CRDs for reasons that are not the chart's
+    inside = "/opt/hydrafed/lib/python3.11/site-packages/hydrafed/spec.py"
+    hashed = subprocess.run(
+        podman(["podman", "run", "--rm", *_ulimits(), "--entrypoint=sha256sum", OPERATOR_IMAGE, inside]),
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    ours = hashlib.sha256((REPO_ROOT / "hydrafed" / "spec.py").read_bytes()).hexdigest()
+    if hashed.stdout.split()[:1] != [ours]:
+        return f"{OPERATOR_IMAGE} was built from another hydrafed/spec.py: rerun `make images`"
     return None
+
+
+def _ulimits() -> list[str]:
+    """RLIMIT_NOFILE/NPROC at what podman has (it cannot raise them here)."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], PODMAN_NPROC_CAP)
+    return [f"--ulimit=nofile={nofile}:{nofile}", f"--ulimit=nproc={nproc}:{nproc}"]
 
 
 def _hybrid_cgroups() -> bool:
@@ -65,11 +85,8 @@ def podman_run_argv(
 
     ``mounts`` are (host path, container path, "ro"|"rw") bind mounts; ``extra`` more flags.
     """
-    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
-    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], PODMAN_NPROC_CAP)
     run = ["podman", "run", "--rm", f"--name={name}", "--network=host", "--read-only", "--tmpfs=/tmp"]
-    run += ["--user=10001:10001", "--cap-drop=all", "--security-opt=no-new-privileges"]
-    run += [f"--ulimit=nofile={nofile}:{nofile}", f"--ulimit=nproc={nproc}:{nproc}"]
+    run += ["--user=10001:10001", "--cap-drop=all", "--security-opt=no-new-privileges", *_ulimits()]
     run += [f"--env={k}={v}" for k, v in env.items()]
     run += [f"--volume={host}:{inside}:{mode}" for host, inside, mode in mounts]
     return podman([*run, *extra, image, *args])
