@@ -29,6 +29,7 @@ from hydrafed.hydra import keys as keys_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.hydra.devnet import Devnet, DevnetThread
 from hydrafed.ports import free_base_port
+from tests.fixtures import secrets_scan
 from tests.fixtures.cluster import Cluster
 from tests.fixtures.kube import KubeClient
 from tests.fixtures.operator import HYDRAFED, OperatorProcess, operator_kubeconfig
@@ -250,6 +251,28 @@ def test_three_organisations_train_and_close_one_head(
             for namespace in ORGS:
                 pods.wait_for_runs(namespace, 2 if namespace == "org-carol" else 1, finished=True)
             finals = {ns: pods.runs(ns)[-1].log() for ns in ORGS}
+            written = {
+                f"{ns} worker run {i}": r.log().encode() for ns in ORGS for i, r in enumerate(pods.runs(ns))
+            }
+            written |= {f"{ns} status": json.dumps(status).encode() for ns, status in completed.items()}
+            written |= {
+                f"{ns} Parties": json.dumps(kube.get(f"{API}/namespaces/{ns}/parties")["items"]).encode()
+                for ns in ORGS
+            }
+            grants = {
+                base64.b64decode(value): f"{s['metadata']['name']} in {ns}"
+                for ns in ORGS
+                for s in kube.get(f"/api/v1/namespaces/{ns}/secrets")["items"]
+                if s["metadata"]["name"].endswith("-read-grant")
+                for value in s.get("data", {}).values()
+            }
+            key_files = {  # where the keys are meant to be: the scan must find them there
+                ns: b"".join(
+                    base64.b64decode(v)
+                    for v in kube.get(f"/api/v1/namespaces/{ns}/secrets/{name}-keys")["data"].values()
+                )
+                for ns, name in ORGS.items()
+            }
             attempts = {ns: len(pods.runs(ns)) for ns in ORGS}
             announcements = _announcements(net)
 
@@ -263,9 +286,9 @@ def test_three_organisations_train_and_close_one_head(
                 message=detail,
             )
             head_state = net.head.status
-            reasons = {
-                ns: [e["reason"] for e in kube.get(f"/api/v1/namespaces/{ns}/events")["items"]] for ns in ORGS
-            }
+            events = {ns: kube.get(f"/api/v1/namespaces/{ns}/events")["items"] for ns in ORGS}
+            reasons = {ns: [e["reason"] for e in items] for ns, items in events.items()}
+            written |= {f"{ns} Events": json.dumps(items).encode() for ns, items in events.items()}
 
         finally:
             for op in operators.values():  # before the devnet goes: no client left on it
@@ -289,6 +312,12 @@ def test_three_organisations_train_and_close_one_head(
     # Assert: identical final weights everywhere (each worker logs its final global sha256)
     digests = {ns: _final_sha256(log) for ns, log in finals.items()}
     assert len(set(digests.values())) == 1 and None not in digests.values(), digests
+    # Assert: no signing key or read grant in any log, Event or status (tests/fixtures/secrets_scan.py)
+    written |= {f"{ns} operator log": op.log(10**9).encode() for ns, op in operators.items()}
+    needles = secrets_scan.signing_keys(party_keys) | {g: f"read grant {w}" for g, w in grants.items() if g}
+    assert len(needles) > 6 * 8 and grants
+    assert secrets_scan.leaks(needles, written) == []
+    assert all(secrets_scan.leaks(needles, {ns: blob}) for ns, blob in key_files.items())
     # Assert: deleting closed the head
     assert head_state == "Idle"
     assert all("HeadFinalized" in r for r in reasons.values()), reasons

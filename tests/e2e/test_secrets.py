@@ -11,7 +11,6 @@ the key file's cborHex, bech32, base58, base64.
 
 from __future__ import annotations
 
-import base64
 import json
 import stat
 import subprocess
@@ -19,9 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from pycardano.crypto import bech32
 
 from hydrafed.ports import free_base_port
+from tests.fixtures import secrets_scan
 
 pytestmark = pytest.mark.e2e
 
@@ -29,42 +28,13 @@ HYDRAFED = str(Path(sys.executable).parent / "hydrafed")
 SECRET_HOLDERS = ("hydra.sk", "payment.sk", "s3.json")
 """Files that exist to hold a secret: checked for their mode, not scanned."""
 
-_B58 = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
-
-
-def _base58(data: bytes) -> str:
-    number, text = int.from_bytes(data, "big"), ""
-    while number:
-        number, digit = divmod(number, 58)
-        text = _B58[digit] + text
-    return "1" * (len(data) - len(data.lstrip(b"\0"))) + text
-
-
-def _forms(secret: bytes, label: str) -> dict[bytes, str]:
-    """Every encoding of ``secret`` a leak could take, each mapped to what it is."""
-    five_bit = bech32.convertbits(list(secret), 8, 5)
-    assert five_bit is not None
-    texts = {
-        secret.hex(): "hex",
-        secret.hex().upper(): "HEX",
-        ("5820" + secret.hex()): "cborHex",
-        bech32.bech32_encode("ed25519_sk", five_bit, bech32.Encoding.BECH32): "bech32",
-        _base58(secret): "base58",
-        base64.b64encode(secret).decode(): "base64",
-        base64.urlsafe_b64encode(secret).decode().rstrip("="): "base64url",
-    }
-    forms = {text.encode(): f"{label} as {kind}" for text, kind in texts.items()}
-    if len(secret) >= 16:
-        forms[secret] = f"{label} as raw bytes"
-    return forms
-
 
 def _signing_keys(out: Path) -> dict[bytes, str]:
     needles: dict[bytes, str] = {}
     for path in sorted(out.glob("devnet/parties/*/*.sk")):
         raw = bytes.fromhex(json.loads(path.read_text())["cborHex"])[2:]
         assert len(raw) == 32
-        needles.update(_forms(raw, f"{path.parent.name}'s {path.name}"))
+        needles.update(secrets_scan.forms(raw, f"{path.parent.name}'s {path.name}"))
     return needles
 
 
@@ -76,7 +46,7 @@ def _storage_secrets(out: Path) -> dict[bytes, str]:
             secret = credential["secretKey"]
             assert len(secret) >= 32, "S3 secrets are random tokens, not names"
             needles[secret.encode()] = f"{identity['name']}'s S3 secret"
-            needles.update(_forms(secret.encode(), f"{identity['name']}'s S3 secret"))
+            needles.update(secrets_scan.forms(secret.encode(), f"{identity['name']}'s S3 secret"))
     return needles
 
 
@@ -112,12 +82,7 @@ def test_simulate_writes_and_prints_no_secret(tmp_path: Path) -> None:
     assert len(holders) == 2 * 3 + 1
     assert {"report.json", "ledger.json", "accuracy.png"} <= set(scanned)
     assert any(name.endswith("events.jsonl") for name in scanned)
-    leaks = [
-        f"{what} in {where}"
-        for where, data in scanned.items()
-        for needle, what in needles.items()
-        if needle in data
-    ]
+    leaks = secrets_scan.leaks(needles, scanned)
     assert leaks == [], leaks[:10]
     for path in holders:  # the scan can fail: it finds each secret where it is meant to be
         assert any(needle in path.read_bytes() for needle in needles), path
