@@ -1,7 +1,7 @@
 """Hypothesis strategies and the settings profiles of the fuzz tests.
 
 Each test runs under ``PROFILE``: ``fuzz`` (the default: 200 examples per test, so the unit
-suite stays fast) or, with ``HYPOTHESIS_PROFILE=long``, 20,000 examples per test for the run
+suite stays fast) or, with ``HYPOTHESIS_PROFILE=long``, 5,000 examples per test for the run
 recorded in docs/reliability.md. No example database is written into the checkout.
 """
 
@@ -19,7 +19,7 @@ settings.register_profile(
 )
 settings.register_profile(
     "long",
-    max_examples=20_000,
+    max_examples=5_000,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
