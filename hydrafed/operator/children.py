@@ -361,11 +361,14 @@ def worker_job(ctx: LocalParty, image: str, digest: str) -> Obj:
         {"name": "config", "configMap": {"name": name}},
         {"name": "keys", "secret": {"secretName": ctx.key_secret, "defaultMode": 0o400}},
         {"name": "work", "emptyDir": {}},
+        # The root filesystem is read-only: tempfile, matplotlib and torch need a writable /tmp.
+        {"name": "tmp", "emptyDir": {}},
     ]
     mounts: list[Obj] = [
         {"name": "config", "mountPath": WORKER_CONFIG_DIR, "readOnly": True},
         {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
         {"name": "work", "mountPath": WORK_DIR},
+        {"name": "tmp", "mountPath": "/tmp"},
     ]
     if grant_sources:
         volumes.append({"name": "grants", "projected": {"sources": grant_sources, "defaultMode": 0o400}})

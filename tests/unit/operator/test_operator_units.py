@@ -121,4 +121,9 @@ def test_the_worker_config_names_secrets_only_by_path() -> None:
     assert config.party_index == 0 and config.api_url.endswith(".ns.svc:4001")
     volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
     assert volumes["grants"]["projected"]["sources"][0]["secret"]["name"] == "bob-grant"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    # a read-only root filesystem still needs a writable /tmp for tempfile and matplotlib
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert "emptyDir" in volumes[mounts["/tmp"]]
     assert job["metadata"]["annotations"][names.CONFIG_HASH] == children.config_hash(config_map)
