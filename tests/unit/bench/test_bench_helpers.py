@@ -191,5 +191,6 @@ def test_the_goal_verdict_uses_the_median_of_paired_runs() -> None:
     text = vs_flower.render(runs, {"flwr": "1.42.0", "ray": "2.55.1"}, 3, pairs)
 
     assert "overhead ratios 0.45x, 0.55x, 0.60x (median 0.55x)" in text
-    assert "overhead is 0.55x Flower's (goal <= 0.5x: not met)" in text
-    assert "process wall 0.80x (goal < 1: met)" in text
+    assert "its per-round overhead 0.55x" in text
+    assert "its process wall 0.80x (goal <= 0.5x: not met)" in text
+    assert "steady round is 1.00x Flower's (goal <= 0.5x: not met)" in text
