@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -248,3 +249,40 @@ async def test_malformed_http_request_gets_a_4xx_naming_it(
         assert words in text, text
         async with session.get(net.urls[0] + "/head") as resp:  # still serving
             assert resp.status == 200
+
+
+async def test_a_client_that_does_not_read_is_dropped_not_buffered_for_ever(
+    open_head: tuple[Devnet, list[client_mod.HydraClient], list[keys.PartyKeys]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Prepare: a raw WebSocket client on node 0 (small receive buffer) that never reads; a lower
+    # queue limit, so that the flood below stays small.
+    net, _, _ = open_head
+    monkeypatch.setattr(limits, "MAX_CLIENT_QUEUE", 200)
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect((net.host, net.api_port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    writer.write(
+        f"GET / HTTP/1.1\r\nHost: {net.host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+
+    # Execute: another client on the same node makes it answer (CommandFailed) far past the limit.
+    async with aiohttp.ClientSession() as session, session.ws_connect(net.urls[0]) as ws:
+        for _ in range(2_500):
+            await ws.send_str(json.dumps({"tag": "Init"}))
+
+    # Assert: the node closed the silent client's socket (EOF once its buffered frames are read).
+    async def drain() -> int:
+        total = 0
+        while chunk := await reader.read(1 << 20):
+            total += len(chunk)
+        return total
+
+    received = await asyncio.wait_for(drain(), 60)
+    assert received < 200 * 64 * 1024  # what the socket buffers held, not the whole flood
+    writer.close()
