@@ -133,9 +133,16 @@ def profile(parties: int, rounds: int) -> dict[str, object]:
     }
 
 
+def _role(cmd: str) -> str | None:
+    if not cmd or "py-spy" in cmd:
+        return None
+    return "party" if "forkserver" in cmd else ("parent" if "simulate" in cmd else "other")
+
+
 def _tree_cpu(spy: subprocess.Popen[str]) -> dict[str, float]:
     """CPU seconds (user + system) of the simulate tree by role, polled until it ends."""
     last: dict[int, tuple[str, float]] = {}
+    roles: dict[int, str] = {}
     root = psutil.Process(spy.pid)
     while spy.poll() is None:
         try:
@@ -144,13 +151,13 @@ def _tree_cpu(spy: subprocess.Popen[str]) -> dict[str, float]:
             break
         for proc in procs:
             try:
-                cmd = " ".join(proc.cmdline())
                 times = proc.cpu_times()
+                role = roles.get(proc.pid) or _role(" ".join(proc.cmdline()))
             except psutil.Error:
                 continue
-            if "py-spy" in cmd:
+            if role is None:  # py-spy itself, or a process not yet exec'd (no cmdline)
                 continue
-            role = "party" if "forkserver" in cmd else ("parent" if "simulate" in cmd else "other")
+            roles[proc.pid] = role  # a zombie's cmdline is empty: the role is fixed at first sight
             last[proc.pid] = (role, times.user + times.system)
         time.sleep(0.25)
     out: collections.Counter[str] = collections.Counter()
@@ -218,6 +225,7 @@ def render(data: dict[str, Any]) -> str:
             _docs.table(["parent category", "CPU s (whole run)", "share"], parent_rows),
             f"Mean round wall (rounds 2..) of the longer run, py-spy attached: {mean_wall:.3f} s. "
             f"Machine: {_docs.machine()}; load average while measured: {data.get('load', 'n/a')}.",
+            *([str(data["note"])] if data.get("note") else []),
             "Rerun: `.venv/bin/python -m bench.profile_round` (needs py-spy from PyPI); raw figures in "
             "`bench/results/profile_round.json`, stacks under `runs/bench/profile_round/`.",
         ]
@@ -239,6 +247,8 @@ def main() -> None:
         long = profile(args.parties, args.rounds[1])
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
         data = {"parties": args.parties, "short": short, "long": long, "load": load}
+        if RESULTS.is_file():  # a hand-written note on an earlier run (before/after) is kept
+            data["note"] = json.loads(RESULTS.read_text()).get("note", "")
         RESULTS.parent.mkdir(parents=True, exist_ok=True)
         RESULTS.write_text(json.dumps(data, indent=1))
     section = render(data)
