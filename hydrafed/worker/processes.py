@@ -38,7 +38,9 @@ The worker's transports (``production``: hydra client, aiohttp) and ``hydrafed.s
 (boto3, botocore) are here too: imported in each party they were private to it. N=29 on
 SeaweedFS, 3 rounds, summed PSS of the tree sampled every 2 s: 8375 MiB with torch and the round
 loop preloaded alone (the parties 7242 MiB of it), 4969 MiB with these, ``gc.freeze`` and
-``release_freed_memory`` (the parties 3862 MiB)."""
+``release_freed_memory`` (the parties 3862 MiB), 3912 MiB once simulate's parent stopped
+importing torch (parent 450 -> 135 MiB; parties 3202 MiB, ~110 MiB each: still over the 2 GB
+goal)."""
 
 PRELOAD = ("hydrafed.worker.preload",)
 """The fork server's only preload: a module whose import runs ``preload``."""
