@@ -27,7 +27,7 @@ class CBORLimitError(errors.HeadError):
     """CBOR that is malformed or exceeds a limit; the message names the byte offset."""
 
 
-def _argument(data: bytes, pos: int) -> tuple[int, int, int | None]:
+def item_header(data: bytes, pos: int) -> tuple[int, int, int | None]:
     """(major type, position after the header, argument or None for indefinite length)."""
     if pos >= len(data):
         raise CBORLimitError(f"CBOR ends early at byte {pos}")
@@ -53,7 +53,7 @@ def check_item(data: bytes, pos: int = 0, depth: int = 0) -> int:
     if depth > limits.MAX_CBOR_DEPTH:
         raise CBORLimitError(f"CBOR nests deeper than {limits.MAX_CBOR_DEPTH} at byte {pos}")
     start = pos
-    major, pos, arg = _argument(data, pos)
+    major, pos, arg = item_header(data, pos)
     if major in (0, 1):
         return pos
     if major in (2, 3):
@@ -63,7 +63,7 @@ def check_item(data: bytes, pos: int = 0, depth: int = 0) -> int:
                     raise CBORLimitError(f"CBOR string at byte {start} has no break")
                 if data[pos] == 0xFF:
                     return pos + 1
-                chunk_major, pos, length = _argument(data, pos)
+                chunk_major, pos, length = item_header(data, pos)
                 if chunk_major != major or length is None:
                     raise CBORLimitError(f"CBOR string at byte {start}: a chunk is not a definite string")
                 pos = _skip(data, pos, length, start)
@@ -90,7 +90,7 @@ def check_item(data: bytes, pos: int = 0, depth: int = 0) -> int:
         if arg not in limits.ALLOWED_CBOR_TAGS:
             raise CBORLimitError(f"CBOR tag {arg} at byte {start} is not used by Cardano transactions")
         if arg in (2, 3):
-            inner_major, inner_pos, length = _argument(data, pos)
+            inner_major, inner_pos, length = item_header(data, pos)
             if inner_major != 2 or length is None:
                 raise CBORLimitError(f"CBOR bignum at byte {start} is not a definite byte string")
             if length > limits.MAX_BIGNUM_BYTES:

@@ -10,13 +10,13 @@ cardano-ledger does. :func:`evaluate` follows cardano-ledger's Allegra ``evalTim
 from __future__ import annotations
 
 import hashlib
-import io
 from typing import Any, TypeAlias
 
 import cbor2
 import pycardano
 
 from hydrafed import errors
+from hydrafed.hydra import cbor
 
 #: Any of the six timelock forms (pycardano's classes, shared with the tx builders).
 NativeScript: TypeAlias = pycardano.NativeScript
@@ -100,66 +100,50 @@ def evaluate(script: NativeScript, signed_by: set[bytes], lo: int | None, hi: in
     raise ScriptDecodeError(f"not a native script: {type(script).__name__}")
 
 
-def _header(fp: io.BytesIO) -> tuple[int, int | None]:
-    """Major type and argument of the next CBOR item (None for indefinite length)."""
-    first = fp.read(1)
-    if not first:
-        raise ScriptDecodeError("witness set ends early")
-    major, info = first[0] >> 5, first[0] & 0x1F
-    if info < 24:
-        return major, info
-    if info == 31:
-        return major, None
-    if info > 27:
-        raise ScriptDecodeError("witness set holds a reserved CBOR length")
-    size = 1 << (info - 24)
-    raw = fp.read(size)
-    if len(raw) != size:
-        raise ScriptDecodeError("witness set ends early")
-    return major, int.from_bytes(raw, "big")
-
-
-def _at_break(fp: io.BytesIO) -> bool:
-    pos = fp.tell()
-    if fp.read(1) == b"\xff":
-        return True
-    fp.seek(pos)
-    return False
+def _container_done(data: bytes, pos: int, count: int | None, seen: int) -> bool:
+    """Whether a container's items end at ``pos``: ``count`` seen, or the break of an indefinite one."""
+    if count is None:
+        return pos < len(data) and data[pos] == 0xFF
+    return seen >= count
 
 
 def witness_script_spans(witness_set: bytes) -> list[bytes]:
     """The bytes of each native script in a witness set (key 1), exactly as sent.
 
     The hash of a script is taken over these bytes; re-encoding a decoded script may change
-    them (indefinite-length arrays, non-minimal integers).
+    them (indefinite-length arrays, non-minimal integers). The walk is :mod:`hydrafed.hydra.cbor`'s
+    bounded one, so no declared length is trusted.
     """
-    fp = io.BytesIO(witness_set)
-    decoder = cbor2.CBORDecoder(fp)
+    data = witness_set
     try:
-        major, count = _header(fp)
+        major, pos, count = cbor.item_header(data, 0)
         if major != 5:
             raise ScriptDecodeError("witness set is not a map")
         spans: list[bytes] = []
         seen = 0
-        while (count is None and not _at_break(fp)) or (count is not None and seen < count):
+        while not _container_done(data, pos, count, seen):
             seen += 1
-            key = decoder.decode()
-            if key != 1:
-                decoder.decode()
+            key_end = cbor.check_item(data, pos)
+            is_scripts = cbor2.loads(data[pos:key_end]) == 1
+            pos = key_end
+            if not is_scripts:
+                pos = cbor.check_item(data, pos)
                 continue
-            major, length = _header(fp)
+            major, pos, length = cbor.item_header(data, pos)
             if major == 6 and length == 258:
-                major, length = _header(fp)
+                major, pos, length = cbor.item_header(data, pos)
             if major != 4:
                 raise ScriptDecodeError("witness set key 1 (native scripts) is not an array")
             taken = 0
-            while (length is None and not _at_break(fp)) or (length is not None and taken < length):
+            while not _container_done(data, pos, length, taken):
                 taken += 1
-                start = fp.tell()
-                decoder.decode()
-                spans.append(witness_set[start : fp.tell()])
+                end = cbor.check_item(data, pos)
+                spans.append(data[pos:end])
+                pos = end
+            if length is None:
+                pos += 1  # the break that ends the indefinite array
         return spans
-    except (cbor2.CBORDecodeError, EOFError, ValueError) as exc:
+    except (cbor.CBORLimitError, cbor2.CBORDecodeError, ValueError) as exc:
         raise ScriptDecodeError(f"witness set does not decode: {exc}") from exc
 
 
