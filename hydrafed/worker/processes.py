@@ -29,7 +29,8 @@ HEAVY = (
     "torch._dynamo",
     "hydrafed.worker.production",
     "hydrafed.worker.tasks",
-    "hydrafed.worker.simulate",
+    "hydrafed.worker.party_process",
+    "hydrafed.worker.supervisor",
     "hydrafed.storage.s3",
 )
 """What every party imports, imported once in the fork server (``preload``).
