@@ -8,6 +8,7 @@ tests use it; ``stop()`` sends SIGTERM.
 
 from __future__ import annotations
 
+import ctypes
 import http.client
 import json
 import os
@@ -23,6 +24,20 @@ from pathlib import Path
 
 from hydrafed import errors
 from hydrafed.ports import free_port
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Run in the child before exec: SIGKILL weed when the process that started it dies.
+
+    A simulate run killed outright (SIGKILL) never reaches ``stop()``, and weed would serve on
+    with the run's buckets. The signal follows the starting thread, which is the main thread
+    in simulate and the test fixtures.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
 
 _PORT_FLAGS = (
     "master.port",
@@ -152,7 +167,14 @@ class SeaweedS3:
         ]
         log = log_path.open("wb")
         env = {**os.environ, "GOGC": os.environ.get("GOGC", WEED_GOGC)}
-        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir, env=env)
+        process = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         log.close()
         server = cls(
             endpoint=f"http://127.0.0.1:{ports['s3.port']}",

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import psutil
 import pytest
 
 from hydrafed import errors
@@ -247,3 +248,28 @@ def test_small_put_is_one_request_and_weed_runs_with_its_cache_and_gogc(
     assert store.stat("party-a", "rounds/1/small").sha256 == info.sha256 == sha256_file(src)
     assert f"GOGC={os.environ.get('GOGC', '25')}".encode() in environ
     assert b"-s3.cacheCapacityMB=64" in cmdline
+
+
+def test_weed_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
+    """A simulate killed outright never calls stop(): weed must end with it, not serve on."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from hydrafed.storage.seaweedfs import SeaweedS3\n"
+        "server = SeaweedS3.start(Path(sys.argv[1]), ['party-a'])\n"
+        "print(server.process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        weed = psutil.Process(int(parent.stdout.readline()))
+        assert weed.is_running()
+        parent.kill()
+        parent.wait(timeout=10)
+        weed.wait(timeout=10)  # psutil.TimeoutExpired if weed serves on
+    finally:
+        if parent.poll() is None:
+            parent.kill()
