@@ -368,7 +368,7 @@ def worker_job(ctx: LocalParty, image: str, digest: str) -> Obj:
         {"name": "config", "mountPath": WORKER_CONFIG_DIR, "readOnly": True},
         {"name": "keys", "mountPath": KEYS_DIR, "readOnly": True},
         {"name": "work", "mountPath": WORK_DIR},
-        {"name": "tmp", "mountPath": "/tmp"},
+        {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 (the pod's own emptyDir, not a shared /tmp)
     ]
     if grant_sources:
         volumes.append({"name": "grants", "projected": {"sources": grant_sources, "defaultMode": 0o400}})
