@@ -11,6 +11,7 @@ This module stays free of torch so that the CLI can start the server before its 
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import gc
@@ -60,6 +61,11 @@ def preload() -> None:
             importlib.import_module(name)
     gc.collect()
     gc.freeze()
+    # The server holds nothing to flush or clean up when simulate ends; a full interpreter
+    # shutdown only lets native extensions (triton's nanobind, via torch._dynamo) print
+    # "nanobind: leaked ... functions!" over the run's results. Parties it forks leave through
+    # os._exit already, so this handler never runs in them.
+    atexit.register(os._exit, 0)
 
 
 PartyContext = multiprocessing.context.ForkServerContext | multiprocessing.context.SpawnContext
