@@ -342,19 +342,32 @@ def _metadata_map(aux: Any) -> Mapping[Any, Any] | None:
     return None
 
 
+def _label_value(envelope: Mapping[str, Any], label: int) -> Any:
+    """The value under ``label`` in a confirmed tx's metadata, or None if it has none.
+
+    Raises what a malformed tx raises (``_DECODE_ERRORS``); the callers turn that into None.
+    """
+    spans = cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))
+    if len(spans) < 4:
+        return None
+    meta = _metadata_map(cbor2.loads(spans[3]))
+    if meta is None or label not in meta:
+        return None
+    return meta[label]
+
+
+_DECODE_ERRORS = (KeyError, ValueError, TypeError, errors.HydrafedError, cbor2.CBORDecodeError)
+
+
 def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> Announcement | None:
     """The announcement in a confirmed tx envelope, or None if the tx carries none.
 
     Peers' txs are untrusted: malformed metadata gives None and a debug log, never an error.
     """
     try:
-        spans = cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))
-        if len(spans) < 4:
+        m = _label_value(envelope, label)
+        if m is None:
             return None
-        meta = _metadata_map(cbor2.loads(spans[3]))
-        if meta is None or label not in meta:
-            return None
-        m = meta[label]
         if not isinstance(m, Mapping):
             raise ValueError("label value is not a map")
         metrics_raw = m.get("metrics", {})
@@ -374,7 +387,7 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
             spec_hash=join_string(m.get("specHash", "")),
             start_sha256=join_string(m.get("startSha256", "")),
         )
-    except (KeyError, ValueError, TypeError, errors.HydrafedError, cbor2.CBORDecodeError) as exc:
+    except _DECODE_ERRORS as exc:
         log.debug("tx %s: label %d metadata is not an announcement: %s", envelope.get("txId"), label, exc)
         return None
 
@@ -382,13 +395,7 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
 def decode_cutoff(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> Cutoff | None:
     """The round cutoff in a confirmed tx envelope, or None if the tx carries none (untrusted input)."""
     try:
-        spans = cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))
-        if len(spans) < 4:
-            return None
-        meta = _metadata_map(cbor2.loads(spans[3]))
-        if meta is None or label not in meta:
-            return None
-        m = meta[label]
+        m = _label_value(envelope, label)
         if not isinstance(m, Mapping) or m.get("cutoff") != 1:
             return None
         rnd = m["round"]
@@ -400,7 +407,7 @@ def decode_cutoff(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> Cu
             party=join_string(m["party"]),
             spec_hash=join_string(m.get("specHash", "")),
         )
-    except (KeyError, ValueError, TypeError, errors.HydrafedError, cbor2.CBORDecodeError) as exc:
+    except _DECODE_ERRORS as exc:
         log.debug("tx %s: label %d metadata is not a cutoff: %s", envelope.get("txId"), label, exc)
         return None
 
