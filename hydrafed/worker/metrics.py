@@ -6,7 +6,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 from hydrafed.worker.phases import State
 
@@ -30,10 +30,20 @@ PHASE_SECONDS = Histogram(
     buckets=(0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800),
     registry=REGISTRY,
 )
+PEER_OFFENCES = Counter(
+    "hydrafed_worker_peer_offences",
+    "Peers' updates this party excluded after download (HashMismatch, BadUpdate), by party and code.",
+    ["party", "code"],
+    registry=REGISTRY,
+)
+"""The byte-level offences only the workers see; the operator counts the ledger's own."""
 
 
 def observe(event: Mapping[str, Any]) -> None:
     """Update the metrics from one progress event of ``PartyWorker``."""
+    if event.get("state") == State.EXCLUDED:
+        PEER_OFFENCES.labels(party=str(event.get("offender")), code=str(event.get("code"))).inc()
+        return
     if event.get("state") != State.AGGREGATED:
         return
     ROUND.set(float(event.get("round", 0)))
