@@ -2,9 +2,12 @@
 
 ``hydrafed simulate`` runs N parties as N processes on one machine. Spawned from scratch, each
 imports torch and pycardano (type-checked at import: about 2.5 s of CPU) and, with its first
-optimiser, ``torch._dynamo`` (another second): 10 parties on 2 cores spent ~30 s starting. A
-fork server imports ``PRELOAD`` once and forks every party from there. Unlike plain fork it
-never copies the parent's threads (the devnet, rich's refresh) or its event loop.
+``torch.optim`` optimiser, ``torch._dynamo`` (another second): 10 parties on 2 cores spent ~30 s
+starting. A fork server imports ``PRELOAD`` once and forks every party from there. The MNIST
+tasks no longer touch ``torch.optim`` (``training.SGD``), so ``torch._dynamo`` is not preloaded:
+it was 1.4-2.8 s of the server's start-up, which every run waits for before its first party.
+Unlike plain fork, the server never copies the parent's threads (the devnet, rich's refresh)
+or its event loop.
 
 This module stays free of torch so that the CLI can start the server before its own imports.
 """
@@ -27,7 +30,6 @@ import time
 
 HEAVY = (
     "torch",
-    "torch._dynamo",
     "hydrafed.worker.production",
     "hydrafed.worker.tasks",
     "hydrafed.worker.party_process",

@@ -2,7 +2,12 @@
 
 The optimiser is SGD with momentum and weight decay, created fresh at the start of every round:
 momentum buffers are local state that would not match the new global weights, and a fresh
-optimiser keeps a party's round a pure function of (global weights, shard, round, seed). The
+optimiser keeps a party's round a pure function of (global weights, shard, round, seed).
+``SGD`` applies ``torch.optim.SGD``'s update (the single-tensor path torch takes on the CPU)
+without ``torch.optim``: every ``torch.optim`` optimiser imports ``torch._dynamo`` on first use,
+1.4-2.8 s of import on this machine kind, which sat on the critical path of every simulate's
+start-up (the fork server) and of every worker's first round. tests/unit/worker/test_training.py
+checks it against ``torch.optim.SGD`` bit for bit. The
 learning rate decays per round (``lr * lr_decay ** round``), the same schedule for federated,
 local-only and centralized training so the baselines get the same budget.
 
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +79,47 @@ class RoundStats:
     seconds: float
 
 
+class SGD:
+    """Plain, momentum and weight-decay SGD: ``torch.optim.SGD(params, lr, momentum, weight_decay)``.
+
+    The same arithmetic in the same order as torch's single-tensor update (dampening 0, no
+    Nesterov, not maximising), so the weights are bit-identical to ``torch.optim.SGD``'s.
+    """
+
+    def __init__(
+        self, params: Iterable[nn.Parameter], *, lr: float, momentum: float = 0.0, weight_decay: float = 0.0
+    ) -> None:
+        self.params = list(params)
+        self.lr = lr
+        self.momentum = momentum
+        self.weight_decay = weight_decay
+        self._buffers: list[torch.Tensor | None] = [None] * len(self.params)
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (``set_to_none``: the next backward writes fresh ones)."""
+        for param in self.params:
+            param.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One update of every parameter that has a gradient."""
+        for i, param in enumerate(self.params):
+            grad = param.grad
+            if grad is None:
+                continue
+            if self.weight_decay != 0:
+                grad = grad.add(param, alpha=self.weight_decay)
+            if self.momentum != 0:
+                buffer = self._buffers[i]
+                if buffer is None:
+                    buffer = torch.clone(grad).detach()
+                    self._buffers[i] = buffer
+                else:
+                    buffer.mul_(self.momentum).add_(grad)
+                grad = buffer
+            param.add_(grad, alpha=-self.lr)
+
+
 def to_tensors(
     images: npt.NDArray[np.uint8], labels: npt.NDArray[np.int64]
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -96,7 +143,7 @@ def train_round(
     The batch order depends only on (seed, round), so a round is reproducible.
     """
     started = time.perf_counter()
-    optimiser = torch.optim.SGD(
+    optimiser = SGD(
         model.parameters(),
         lr=config.lr_at(round_no),
         momentum=config.momentum,
@@ -113,7 +160,7 @@ def train_round(
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, config.batch_size):
             batch = order[start : start + config.batch_size]
-            optimiser.zero_grad(set_to_none=True)
+            optimiser.zero_grad()
             loss = loss_fn(model(x[batch]), y[batch])
             loss.backward()
             optimiser.step()
