@@ -18,6 +18,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -106,6 +107,14 @@ def _open_buckets(
         owner.ensure_bucket(name)
         grants[name] = owner.share(name, f"{options.fed}/rounds/", expiry)
     return _Buckets(storage_spec, credentials, grants)
+
+
+def _import_plotting() -> None:
+    """Import what ``report_mod.plot_accuracy`` needs, so that writing the plot only draws."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot
 
 
 def party_names(parties: int) -> list[str]:
@@ -359,6 +368,8 @@ def _run_federation(
                     centralized = central_future.result()
         baselines_seconds = time.perf_counter() - baselines_started
 
+        # The plot's imports (matplotlib: ~0.5 s) overlap the contestation period, which only waits.
+        threading.Thread(target=_import_plotting, name="hydrafed-import-plotting", daemon=True).start()
         escrow_state = asyncio.run(settlement.before_close(urls, party_keys, spec, options.fed, escrow_state))
         with console.status("closing the head: Close, contestation period, Fanout"):
             fanout = asyncio.run(_close_head(urls))
