@@ -85,6 +85,7 @@ def _side_table(parties: int, by_system: dict[str, _runs.RunFigures]) -> str:
         row("final accuracy (%)", [f.final_accuracy * 100 for f in figs], 2, ratio=False),
         row("process wall (s)", [f.wall for f in figs], 1),
         row("outside the rounds: start-up, shut-down (s)", [f.outside_rounds for f in figs], 2),
+        row("start-up to the first round (s)", [f.startup for f in figs], 2),
         row("round 1 wall (s)", [f.rounds[0].wall if f.rounds else math.nan for f in figs], 2),
         row("mean round wall, r>=2 (s)", [f.mean("wall") for f in figs]),
         row("mean training, r>=2 (s)", [f.mean("train") for f in figs]),
@@ -132,7 +133,8 @@ def render(
             parts.append(
                 f"N={parties}: steady round (mean round wall, r>=2) hydrafed/Flower "
                 f"{_ratio(hy.mean('wall'), fl.mean('wall'))} (goal <= 0.5x), process wall "
-                f"{_ratio(hy.wall, fl.wall)} (goal <= 0.5x), overhead {overhead_ratio}, accuracy "
+                f"{_ratio(hy.wall, fl.wall)} (goal <= 0.5x), start-up to the first round "
+                f"{hy.startup:.2f} s (goal < 3 s), overhead {overhead_ratio}, accuracy "
                 f"{hy.final_accuracy * 100:.2f}% vs {fl.final_accuracy * 100:.2f}% after the last round, "
                 f"largest per-round difference {gap:.2f} pts (Flower averages in its own order and "
                 "precision, so float rounding differs and compounds over rounds)."
