@@ -8,14 +8,20 @@ its transactions). Both are stored as ``{"type", "description", "cborHex"}`` env
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import pycardano
+import cbor2
+import nacl.signing
 
 from hydrafed import errors
+from hydrafed.hydra import primitives
+
+if TYPE_CHECKING:  # the L1 code's typed views; the worker's path never imports pycardano
+    import pycardano
 
 HYDRA_SK_TYPE = "HydraSigningKey_ed25519"
 HYDRA_VK_TYPE = "HydraVerificationKey_ed25519"
@@ -27,57 +33,126 @@ NetworkName = Literal["testnet", "mainnet"]
 
 @dataclasses.dataclass(frozen=True)
 class PartyKeys:
-    """The two key pairs of one party; the signing keys are secrets and never logged."""
+    """The two key pairs of one party as raw Ed25519 bytes; the seeds are secrets, never logged.
+
+    The worker signs and addresses with the bytes (:meth:`sign`, :meth:`address_bytes`); the
+    L1 code reads pycardano's typed keys and address (``payment_signing_key``, :meth:`address`),
+    built on first use so that only the processes that need pycardano import it.
+    """
 
     name: str
-    hydra_signing_key: pycardano.PaymentSigningKey = dataclasses.field(repr=False)
-    hydra_verification_key: pycardano.PaymentVerificationKey
-    payment_signing_key: pycardano.PaymentSigningKey = dataclasses.field(repr=False)
-    payment_verification_key: pycardano.PaymentVerificationKey
+    hydra_seed: bytes = dataclasses.field(repr=False)
+    payment_seed: bytes = dataclasses.field(repr=False)
+    hydra_vkey: bytes = dataclasses.field(init=False)
+    payment_vkey: bytes = dataclasses.field(init=False)
+
+    def __post_init__(self) -> None:
+        for what, seed in (("hydra", self.hydra_seed), ("payment", self.payment_seed)):
+            if len(seed) != 32:
+                raise errors.ConfigError(f"{self.name}'s {what} signing key is not 32 bytes")
+        object.__setattr__(self, "hydra_vkey", _vkey(self.hydra_seed))
+        object.__setattr__(self, "payment_vkey", _vkey(self.payment_seed))
 
     @property
     def hydra_vkey_hex(self) -> str:
         """The party's identity as the API shows it (``Party.vkey``): the raw 32-byte vkey."""
-        return bytes(self.hydra_verification_key.payload).hex()
+        return self.hydra_vkey.hex()
+
+    @property
+    def payment_key_hash(self) -> bytes:
+        """The payment credential: blake2b-224 of the payment vkey."""
+        return primitives.key_hash(self.payment_vkey)
 
     @property
     def participant_id(self) -> str:
         """The OnChainId: blake2b-224 hash of the payment vkey, hex."""
-        return bytes(self.payment_verification_key.hash().payload).hex()
+        return self.payment_key_hash.hex()
+
+    def sign(self, message: bytes) -> bytes:
+        """The payment key's Ed25519 signature of ``message`` (a tx body hash): 64 bytes."""
+        return bytes(nacl.signing.SigningKey(self.payment_seed).sign(message).signature)
+
+    def address_bytes(self, network: NetworkName = "testnet") -> bytes:
+        """The party's enterprise payment address, raw (as in a tx output)."""
+        return primitives.enterprise_address(self.payment_key_hash, network_id(network))
+
+    def address_text(self, network: NetworkName = "testnet") -> str:
+        """The party's enterprise payment address in bech32 (``payment.addr``, the API's JSON)."""
+        return primitives.address_text(self.address_bytes(network))
+
+    @functools.cached_property
+    def hydra_signing_key(self) -> pycardano.PaymentSigningKey:
+        """The Hydra signing key as pycardano's type (imports pycardano)."""
+        import pycardano
+
+        return pycardano.PaymentSigningKey(self.hydra_seed)
+
+    @functools.cached_property
+    def hydra_verification_key(self) -> pycardano.PaymentVerificationKey:
+        """The Hydra verification key as pycardano's type (imports pycardano)."""
+        import pycardano
+
+        return pycardano.PaymentVerificationKey.from_signing_key(self.hydra_signing_key)
+
+    @functools.cached_property
+    def payment_signing_key(self) -> pycardano.PaymentSigningKey:
+        """The payment signing key as pycardano's type, for the L1 builders (imports pycardano)."""
+        import pycardano
+
+        return pycardano.PaymentSigningKey(self.payment_seed)
+
+    @functools.cached_property
+    def payment_verification_key(self) -> pycardano.PaymentVerificationKey:
+        """The payment verification key as pycardano's type (imports pycardano)."""
+        import pycardano
+
+        return pycardano.PaymentVerificationKey.from_signing_key(self.payment_signing_key)
 
     def address(self, network: NetworkName = "testnet") -> pycardano.Address:
-        """The party's enterprise payment address."""
-        return payment_address(self.payment_verification_key, network)
+        """The party's enterprise payment address as pycardano's type (imports pycardano)."""
+        import pycardano
+
+        return pycardano.Address.from_primitive(self.address_bytes(network))
+
+
+def _vkey(seed: bytes) -> bytes:
+    return bytes(nacl.signing.SigningKey(seed).verify_key)
+
+
+def network_id(network: NetworkName) -> int:
+    """The network nibble of an address header, naming the allowed values on a typo."""
+    if network == "testnet":
+        return 0
+    if network == "mainnet":
+        return 1
+    raise errors.ConfigError(f"network: {network!r} is not known; use 'testnet' or 'mainnet'")
 
 
 def to_network(network: NetworkName | pycardano.Network) -> pycardano.Network:
     """Map a network name to pycardano's enum, naming the allowed values on a typo."""
+    import pycardano
+
     if isinstance(network, pycardano.Network):
         return network
-    if network == "testnet":
-        return pycardano.Network.TESTNET
-    if network == "mainnet":
-        return pycardano.Network.MAINNET
-    raise errors.ConfigError(f"network: {network!r} is not known; use 'testnet' or 'mainnet'")
+    return pycardano.Network(network_id(network))
 
 
 def payment_address(
     vk: pycardano.PaymentVerificationKey, network: NetworkName | pycardano.Network = "testnet"
 ) -> pycardano.Address:
     """Enterprise address (no stake part) of a payment vkey, like ``cardano-cli address build``."""
-    return pycardano.Address(payment_part=vk.hash(), network=to_network(network))
+    import pycardano
+
+    raw = primitives.enterprise_address(primitives.key_hash(bytes(vk.payload)), to_network(network).value)
+    return pycardano.Address.from_primitive(raw)
 
 
 def generate_party_keys(name: str) -> PartyKeys:
     """Fresh random Hydra and payment key pairs for ``name``."""
-    hydra_sk = pycardano.PaymentSigningKey.generate()
-    pay_sk = pycardano.PaymentSigningKey.generate()
     return PartyKeys(
         name=name,
-        hydra_signing_key=hydra_sk,
-        hydra_verification_key=pycardano.PaymentVerificationKey.from_signing_key(hydra_sk),
-        payment_signing_key=pay_sk,
-        payment_verification_key=pycardano.PaymentVerificationKey.from_signing_key(pay_sk),
+        hydra_seed=bytes(nacl.signing.SigningKey.generate()),
+        payment_seed=bytes(nacl.signing.SigningKey.generate()),
     )
 
 
@@ -94,37 +169,34 @@ def _write(path: Path, text: str, *, secret: bool) -> None:
     path.chmod(mode)
 
 
+def _key_cbor_hex(key: bytes) -> str:
+    """A 32-byte key as the envelope's cborHex: a CBOR byte string (``5820`` + the key)."""
+    return cbor2.dumps(key).hex()
+
+
 def save_party_keys(keys: PartyKeys, directory: Path, network: NetworkName = "testnet") -> None:
     """Write hydra.sk, hydra.vk, payment.sk, payment.vk and payment.addr into ``directory``.
 
     A directory it creates is 0700 and the signing keys 0600: only their owner can read them.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _write(
-        directory / "hydra.sk",
-        _envelope(HYDRA_SK_TYPE, "", keys.hydra_signing_key.to_cbor_hex()),
-        secret=True,
-    )
-    _write(
-        directory / "hydra.vk",
-        _envelope(HYDRA_VK_TYPE, "", keys.hydra_verification_key.to_cbor_hex()),
-        secret=False,
-    )
+    _write(directory / "hydra.sk", _envelope(HYDRA_SK_TYPE, "", _key_cbor_hex(keys.hydra_seed)), secret=True)
+    _write(directory / "hydra.vk", _envelope(HYDRA_VK_TYPE, "", _key_cbor_hex(keys.hydra_vkey)), secret=False)
     _write(
         directory / "payment.sk",
-        _envelope(PAYMENT_SK_TYPE, "Payment Signing Key", keys.payment_signing_key.to_cbor_hex()),
+        _envelope(PAYMENT_SK_TYPE, "Payment Signing Key", _key_cbor_hex(keys.payment_seed)),
         secret=True,
     )
     _write(
         directory / "payment.vk",
-        _envelope(PAYMENT_VK_TYPE, "Payment Verification Key", keys.payment_verification_key.to_cbor_hex()),
+        _envelope(PAYMENT_VK_TYPE, "Payment Verification Key", _key_cbor_hex(keys.payment_vkey)),
         secret=False,
     )
-    _write(directory / "payment.addr", str(keys.address(network)), secret=False)
+    _write(directory / "payment.addr", keys.address_text(network), secret=False)
 
 
-def _read_envelope(path: Path, expected_types: tuple[str, ...]) -> str:
-    """Return the cborHex of a key envelope, with errors that name the file and the problem."""
+def _read_envelope(path: Path, expected_types: tuple[str, ...]) -> bytes:
+    """Return the 32-byte key of an envelope, with errors that name the file and the problem."""
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError as exc:
@@ -140,34 +212,29 @@ def _read_envelope(path: Path, expected_types: tuple[str, ...]) -> str:
             f"key file {path}: type {data.get('type')!r} is not one of {list(expected_types)}"
         )
     cbor_hex: str = data["cborHex"]
-    if not cbor_hex.startswith("5820") or len(cbor_hex) != 68:
+    try:
+        key = bytes.fromhex(cbor_hex[4:]) if cbor_hex.startswith("5820") and len(cbor_hex) == 68 else b""
+    except ValueError:
+        key = b""
+    if len(key) != 32:  # fromhex skips whitespace, so a length check alone is not enough
         raise errors.ConfigError(f"key file {path}: cborHex must be 5820 followed by 32 bytes of hex")
-    return cbor_hex
+    return key
 
 
-def load_signing_key(path: Path, expected_type: str) -> pycardano.PaymentSigningKey:
-    """Load one Ed25519 signing-key envelope (Hydra or payment)."""
-    return pycardano.PaymentSigningKey.from_cbor(_read_envelope(path, (expected_type,)))
+def load_signing_key(path: Path, expected_type: str) -> bytes:
+    """Load one Ed25519 signing-key envelope (Hydra or payment): its 32-byte seed."""
+    return _read_envelope(path, (expected_type,))
 
 
 def load_party_keys(directory: Path, name: str | None = None) -> PartyKeys:
     """Load the keys :func:`save_party_keys` wrote; checks each vk matches its sk."""
-    hydra_sk = load_signing_key(directory / "hydra.sk", HYDRA_SK_TYPE)
-    pay_sk = load_signing_key(directory / "payment.sk", PAYMENT_SK_TYPE)
-    hydra_vk = pycardano.PaymentVerificationKey.from_signing_key(hydra_sk)
-    pay_vk = pycardano.PaymentVerificationKey.from_signing_key(pay_sk)
-    for file, vk in (("hydra.vk", hydra_vk), ("payment.vk", pay_vk)):
-        path = directory / file
-        if path.exists():
-            stored = _read_envelope(path, (HYDRA_VK_TYPE, PAYMENT_VK_TYPE, ""))
-            if stored != vk.to_cbor_hex():
-                raise errors.ConfigError(
-                    f"key file {path} does not match its signing key; regenerate the pair"
-                )
-    return PartyKeys(
+    keys = PartyKeys(
         name=name or directory.name,
-        hydra_signing_key=hydra_sk,
-        hydra_verification_key=hydra_vk,
-        payment_signing_key=pay_sk,
-        payment_verification_key=pay_vk,
+        hydra_seed=load_signing_key(directory / "hydra.sk", HYDRA_SK_TYPE),
+        payment_seed=load_signing_key(directory / "payment.sk", PAYMENT_SK_TYPE),
     )
+    for file, vk in (("hydra.vk", keys.hydra_vkey), ("payment.vk", keys.payment_vkey)):
+        path = directory / file
+        if path.exists() and _read_envelope(path, (HYDRA_VK_TYPE, PAYMENT_VK_TYPE, "")) != vk:
+            raise errors.ConfigError(f"key file {path} does not match its signing key; regenerate the pair")
+    return keys

@@ -29,44 +29,16 @@ from hydrafed import errors
 from hydrafed.hydra import cbor, native_script
 from hydrafed.hydra import utxo as utxo_mod
 
-#: Bytes the ledger adds to an output's size for the min-ADA rule (Babbage/Conway).
-MIN_UTXO_OVERHEAD = 160
+# The fee and min-ADA formulas live with the pycardano-free primitives (the worker builds its
+# txs with them); the rules' callers keep reading them here.
+from hydrafed.hydra.primitives import MIN_UTXO_OVERHEAD as MIN_UTXO_OVERHEAD
+from hydrafed.hydra.primitives import LedgerParams as LedgerParams
+from hydrafed.hydra.primitives import min_fee as min_fee
+from hydrafed.hydra.primitives import min_lovelace_ada_only as min_lovelace_ada_only
 
 
 class LedgerRuleError(errors.HeadError):
     """A transaction broke a ledger rule; ``str(exc)`` is the TxInvalid reason."""
-
-
-@dataclasses.dataclass(frozen=True)
-class LedgerParams:
-    """The protocol parameters the rules read (cardano-cli JSON keys)."""
-
-    tx_fee_fixed: int = 0
-    tx_fee_per_byte: int = 0
-    utxo_cost_per_byte: int = 4310
-    max_tx_size: int = 16384
-    max_value_size: int = 5000
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> LedgerParams:
-        """Read ``GET /protocol-parameters`` output; missing keys keep the head defaults."""
-        try:
-            return cls(
-                tx_fee_fixed=int(data.get("txFeeFixed", 0)),
-                tx_fee_per_byte=int(data.get("txFeePerByte", 0)),
-                utxo_cost_per_byte=int(data.get("utxoCostPerByte", 4310)),
-                max_tx_size=int(data.get("maxTxSize", 16384)),
-                max_value_size=int(data.get("maxValueSize", 5000)),
-            )
-        except (TypeError, ValueError) as exc:
-            raise errors.ConfigError(
-                f"protocol parameters: a fee or size field is not an integer: {exc}"
-            ) from exc
-
-
-def min_fee(tx_size: int, params: LedgerParams) -> int:
-    """Linear fee: ``txFeeFixed + txFeePerByte * size``."""
-    return params.tx_fee_fixed + params.tx_fee_per_byte * tx_size
 
 
 def min_lovelace(output: pycardano.TransactionOutput, params: LedgerParams) -> int:
@@ -75,11 +47,6 @@ def min_lovelace(output: pycardano.TransactionOutput, params: LedgerParams) -> i
     if simple and output.script is None and not output.post_alonzo:
         return min_lovelace_ada_only(bytes(output.address.to_primitive()), int(output.amount), params)
     return (MIN_UTXO_OVERHEAD + len(output.to_cbor())) * params.utxo_cost_per_byte
-
-
-def min_lovelace_ada_only(address: bytes, coin: int, params: LedgerParams) -> int:
-    """Min-ADA of an ADA-only output in the legacy ``[address, coin]`` encoding."""
-    return (MIN_UTXO_OVERHEAD + len(cbor2.dumps([address, coin]))) * params.utxo_cost_per_byte
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,16 +19,18 @@ import functools
 import hashlib
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cbor2
-import pycardano
 
 from hydrafed import errors
-from hydrafed.hydra import cbor, ledger
+from hydrafed.hydra import cbor, primitives
 from hydrafed.hydra import keys as keys_mod
-from hydrafed.hydra import utxo as utxo_mod
+
+if TYPE_CHECKING:  # the L1 code passes pycardano addresses and outputs; the worker never imports it
+    import pycardano
 
 log = logging.getLogger(__name__)
 
@@ -121,19 +123,21 @@ def _metric_keys_ok(metrics: Mapping[str, float]) -> None:
             )
 
 
-def _to_address(addr: str | pycardano.Address) -> pycardano.Address:
-    if isinstance(addr, pycardano.Address):
-        return addr
-    try:
-        return pycardano.Address.from_primitive(addr)
-    except (pycardano.DecodingException, ValueError, TypeError) as exc:
-        raise errors.ConfigError(f"peer_addresses: {addr!r} is not a bech32 Cardano address") from exc
-
-
 @functools.lru_cache(maxsize=1024)
 def _address_bytes(addr: str | pycardano.Address) -> bytes:
-    """Raw address bytes; cached because bech32 decoding dominates building a tx."""
-    return bytes(_to_address(addr).to_primitive())
+    """Raw address bytes of bech32 text (or of a pycardano address); cached: decoding is slow."""
+    if not isinstance(addr, str):
+        return bytes(addr.to_primitive())
+    try:
+        return primitives.address_bytes(addr)
+    except ValueError as exc:
+        raise errors.ConfigError(f"peer_addresses: {addr!r} is not a bech32 Cardano address: {exc}") from exc
+
+
+def _is_pycardano_output(out: Any) -> bool:
+    """Whether ``out`` is a pycardano output; with pycardano not loaded, none can exist."""
+    module = sys.modules.get("pycardano")
+    return module is not None and isinstance(out, module.TransactionOutput)
 
 
 _NOT_ADA_ONLY = ("datum", "datumhash", "inlineDatum", "inlineDatumRaw", "inlineDatumhash", "referenceScript")
@@ -141,13 +145,13 @@ _NOT_ADA_ONLY = ("datum", "datumhash", "inlineDatum", "inlineDatumRaw", "inlineD
 
 def _lovelace_only(out: Any) -> int | None:
     """The coin of an ADA-only output (pycardano or API JSON); None for anything else."""
-    if isinstance(out, pycardano.TransactionOutput):
+    if _is_pycardano_output(out):
         if out.datum is not None or out.datum_hash is not None or out.script is not None:
             return None
         amount = out.amount
-        if isinstance(amount, pycardano.Value):
-            return None if amount.multi_asset else int(amount.coin)
-        return int(amount)
+        if isinstance(amount, int):
+            return amount
+        return None if amount.multi_asset else int(amount.coin)  # a pycardano Value
     if isinstance(out, Mapping) and not any(out.get(f) is not None for f in _NOT_ADA_ONLY):
         value = out.get("value")
         if isinstance(value, Mapping) and set(value) == {"lovelace"} and isinstance(value["lovelace"], int):
@@ -155,18 +159,23 @@ def _lovelace_only(out: Any) -> int | None:
     return None
 
 
-def select_inputs(utxo: Mapping[str, Any], owner: pycardano.Address) -> list[tuple[str, int]]:
+def select_inputs(utxo: Mapping[str, Any], owner: bytes | pycardano.Address) -> list[tuple[str, int]]:
     """The owner's ADA-only outputs as ``(txin, lovelace)``, largest first, at most MAX_INPUTS.
 
-    ``utxo`` is the API's JSON (``GET /snapshot/utxo``) or pycardano outputs. Outputs that carry
-    tokens, datums or scripts are left alone: a peer cannot block our announcements by paying us
-    something odd. Spending up to MAX_INPUTS consolidates the 1 ADA payments peers send us.
+    ``utxo`` is the API's JSON (``GET /snapshot/utxo``) or pycardano outputs; ``owner`` the raw
+    address or a pycardano one. Outputs that carry tokens, datums or scripts are left alone: a
+    peer cannot block our announcements by paying us something odd. Spending up to MAX_INPUTS
+    consolidates the 1 ADA payments peers send us.
     """
-    owner_text = str(owner)
+    owner_raw = owner if isinstance(owner, bytes) else bytes(owner.to_primitive())
+    owner_text = primitives.address_text(owner_raw)
+    owner_part: Any = None  # pycardano's payment part, built for pycardano outputs only
     mine: list[tuple[str, int]] = []
     for key, out in utxo.items():
-        if isinstance(out, pycardano.TransactionOutput):
-            if out.address.payment_part != owner.payment_part:
+        if _is_pycardano_output(out):
+            if owner_part is None:
+                owner_part = sys.modules["pycardano"].Address.from_primitive(owner_raw).payment_part
+            if out.address.payment_part != owner_part:
                 continue
         elif not (isinstance(out, Mapping) and out.get("address") == owner_text):
             continue
@@ -280,24 +289,21 @@ def _build_metadata_tx(
     label: int,
 ) -> dict[str, str]:
     """One signed tx: the sender's outputs in, ``lovelace_per_peer`` to each peer, change, metadata."""
-    params = ledger.LedgerParams.from_json(protocol_parameters)
-    own = keys.address(network)
-    chosen = select_inputs(utxo, own)
+    params = primitives.LedgerParams.from_json(protocol_parameters)
+    own_raw = keys.address_bytes(network)
+    chosen = select_inputs(utxo, own_raw)
     if not chosen:
         raise errors.HeadError(
-            f"party {keys.name} has no ADA-only UTxO at {own} in the head; "
+            f"party {keys.name} has no ADA-only UTxO at {primitives.address_text(own_raw)} in the head; "
             "commit funds first (funding.commit_funds)"
         )
-    inputs = []
-    for key, _ in chosen:
-        txin = utxo_mod.parse_txin(key)
-        inputs.append([bytes(txin.transaction_id.payload), txin.index])
+    inputs = [list(primitives.split_txin(key)) for key, _ in chosen]
     total_in = sum(coin for _, coin in chosen)
 
     outputs: list[list[Any]] = []
     for addr in peer_addresses:
         raw = _address_bytes(addr)
-        need = ledger.min_lovelace_ada_only(raw, lovelace_per_peer, params)
+        need = primitives.min_lovelace_ada_only(raw, lovelace_per_peer, params)
         if lovelace_per_peer < need:
             raise errors.ConfigError(
                 f"lovelace_per_peer: {lovelace_per_peer} is below the min-ADA of {need} for {addr}; raise it"
@@ -306,12 +312,11 @@ def _build_metadata_tx(
 
     aux_cbor = cbor2.dumps(cbor2.CBORTag(259, {0: {label: dict(metadata)}}))
     aux_hash = hashlib.blake2b(aux_cbor, digest_size=32).digest()
-    own_raw = bytes(own.to_primitive())
-    vkey = bytes(keys.payment_verification_key.payload)
+    vkey = keys.payment_vkey
     fee = 0
     for _ in range(3):  # fee depends on size, size barely on fee: converges in two passes
         change = total_in - lovelace_per_peer * len(outputs) - fee
-        need = ledger.min_lovelace_ada_only(own_raw, max(change, 0), params)
+        need = primitives.min_lovelace_ada_only(own_raw, max(change, 0), params)
         if change < need:
             raise errors.HeadError(
                 f"party {keys.name} holds {total_in} lovelace in the head but the announcement needs "
@@ -320,10 +325,10 @@ def _build_metadata_tx(
             )
         body_cbor = cbor2.dumps({0: inputs, 1: [*outputs, [own_raw, change]], 2: fee, 7: aux_hash})
         body_hash = hashlib.blake2b(body_cbor, digest_size=32).digest()
-        signature = keys.payment_signing_key.sign(body_hash)
+        signature = keys.sign(body_hash)
         witness_cbor = cbor2.dumps({0: [[vkey, signature]]})
         tx_cbor = b"\x84" + body_cbor + witness_cbor + b"\xf5" + aux_cbor
-        needed_fee = ledger.min_fee(len(tx_cbor), params)
+        needed_fee = primitives.min_fee(len(tx_cbor), params)
         if needed_fee <= fee:
             break
         fee = needed_fee

@@ -15,6 +15,7 @@ from typing import Any
 import pycardano
 
 from hydrafed import errors
+from hydrafed.hydra import primitives
 
 UTxO = dict[str, pycardano.TransactionOutput]
 
@@ -26,13 +27,7 @@ def txin_key(tx_id: str, index: int) -> str:
 
 def parse_txin(key: str) -> pycardano.TransactionInput:
     """``"txid#ix"`` to a pycardano input, with an error naming the bad key."""
-    tx_id, sep, ix = key.partition("#")
-    if not sep or len(tx_id) != 64 or not ix.isdigit():
-        raise errors.ConfigError(f"UTxO key {key!r}: expected '<64 hex txid>#<index>'")
-    try:
-        return pycardano.TransactionInput.from_primitive([bytes.fromhex(tx_id), int(ix)])
-    except ValueError as exc:
-        raise errors.ConfigError(f"UTxO key {key!r}: txid is not hex") from exc
+    return pycardano.TransactionInput.from_primitive(list(primitives.split_txin(key)))
 
 
 def value_to_json(amount: pycardano.Value | int) -> dict[str, Any]:
