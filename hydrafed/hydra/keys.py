@@ -3,6 +3,9 @@
 A party owns two Ed25519 key pairs: the Hydra key (signs snapshots; its vkey hex is the
 party's identity in the head) and the Cardano payment key (owns the party's funds and signs
 its transactions). Both are stored as ``{"type", "description", "cborHex"}`` envelopes.
+
+Every party process loads its keys, so they are held as raw bytes and signed with PyNaCl;
+pycardano (about 1.5 s of import) is loaded only where the L1 code asks for its typed keys.
 """
 
 from __future__ import annotations
