@@ -13,22 +13,23 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-#: What a party imports (the fork server's HEAVY list, torch aside) and what it runs.
+#: What a party imports: the fork server's preload (``processes.HEAVY``, torch included), then
+#: the party's own modules again, so that an import the preload swallowed fails here.
 PARTY_MODULES = (
+    "hydrafed.worker.preload",
     "hydrafed.worker.production",
     "hydrafed.worker.tasks",
     "hydrafed.worker.party_process",
     "hydrafed.worker.supervisor",
     "hydrafed.storage",
-    "hydrafed.hydra.keys",
-    "hydrafed.hydra.tx",
 )
 
+# flush: the preload leaves through os._exit at exit, which drops buffered output.
 _PROBE = """
 import importlib, json, sys
 for name in sys.argv[1:]:
     importlib.import_module(name)
-print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {0!r})))
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in {0!r})), flush=True)
 """
 
 _FORBIDDEN = ("pycardano", "ogmios", "blockfrost", "typeguard")
