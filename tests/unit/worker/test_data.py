@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import struct
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -67,8 +68,9 @@ def test_idx_directory_keeps_its_train_and_test_split(tmp_path: Path) -> None:
     _write_idx(tmp_path / "t10k-images-idx3-ubyte", test_x, 0x08, compress=False)
     _write_idx(tmp_path / "t10k-labels-idx1-ubyte", test_y, 0x08, compress=False)
 
-    loaded = load_idx_dir(tmp_path)
-    limited = load_split("idx", tmp_path, seed=0, sample_limit=20, test_fraction=0.25)
+    cache = tmp_path / "cache"
+    loaded = load_idx_dir(tmp_path, cache)
+    limited = load_split("idx", tmp_path, seed=0, sample_limit=20, test_fraction=0.25, cache=cache)
 
     assert isinstance(loaded, DataSplit)
     assert np.array_equal(loaded.train.images, train_x)
@@ -78,7 +80,7 @@ def test_idx_directory_keeps_its_train_and_test_split(tmp_path: Path) -> None:
 
 def test_idx_directory_without_files_names_what_is_missing(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no train-images-idx3-ubyte"):
-        load_idx_dir(tmp_path)
+        load_idx_dir(tmp_path, tmp_path / "cache")
     with pytest.raises(ConfigError, match="datasetPath is required for dataset idx"):
         load_split("idx", None)
 
@@ -175,3 +177,134 @@ def test_data_fetch_command_keeps_an_existing_cache(mnist_cache: Path, tmp_path:
 
     assert result.exit_code == 0, result.output
     assert "mnist: 10000 digits" in result.output
+
+
+# The decoded cache: written once, memory-mapped after, rebuilt whenever a check fails.
+
+
+def _fake_mnist(cache: Path, seed: int = 0) -> Dataset:
+    """A small stand-in for the fetched ``mnist.npz`` (the cache logic does not depend on its size)."""
+    pool = Dataset(_images(40, seed), (np.arange(40) % 10).astype(np.int64))
+    (cache / "mnist").mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(cache / "mnist" / "mnist.npz", images=pool.images, labels=pool.labels)
+    return pool
+
+
+def _decoded_file(cache: Path, name: str) -> Path:
+    return cache / data.DECODED / "mnist" / f"{name}.npy"
+
+
+def test_decoded_cache_is_written_once_then_memory_mapped(tmp_path: Path) -> None:
+    pool = _fake_mnist(tmp_path)
+
+    first = load_mnist(tmp_path)
+    written = _decoded_file(tmp_path, "images").stat().st_mtime_ns
+    again = load_mnist(tmp_path)
+
+    for loaded in (first, again):
+        assert isinstance(loaded.images, np.memmap)
+        assert not loaded.images.flags.writeable
+        assert np.array_equal(loaded.images, pool.images)
+        assert np.array_equal(loaded.labels, pool.labels)
+    assert _decoded_file(tmp_path, "images").stat().st_mtime_ns == written  # read, not rewritten
+
+
+def _flip_last_byte(path: Path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[-1] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-100])
+
+
+def _garble_manifest(path: Path) -> None:
+    manifest = path.parent / data.MANIFEST
+    manifest.write_text(manifest.read_text()[:-7])
+
+
+@pytest.mark.parametrize(
+    ("damage", "which"),
+    [
+        (_flip_last_byte, "images"),
+        (_flip_last_byte, "labels"),
+        (_truncate, "images"),
+        (_garble_manifest, "images"),
+    ],
+    ids=["flipped-image-byte", "flipped-label-byte", "truncated-images", "garbled-manifest"],
+)
+def test_a_damaged_decoded_cache_is_rebuilt_never_trusted(
+    tmp_path: Path, damage: Callable[[Path], None], which: str
+) -> None:
+    pool = _fake_mnist(tmp_path)
+    load_mnist(tmp_path)
+    good = _decoded_file(tmp_path, which).read_bytes()
+
+    damage(_decoded_file(tmp_path, which))
+    loaded = load_mnist(tmp_path)
+
+    assert np.array_equal(loaded.images, pool.images)
+    assert np.array_equal(loaded.labels, pool.labels)
+    assert _decoded_file(tmp_path, which).read_bytes() == good
+
+
+def test_decoded_cache_follows_a_refetched_source(tmp_path: Path) -> None:
+    _fake_mnist(tmp_path, seed=0)
+    load_mnist(tmp_path)
+
+    newer = _fake_mnist(tmp_path, seed=1)
+    loaded = load_mnist(tmp_path)
+
+    assert np.array_equal(loaded.images, newer.images)
+
+
+def test_an_unwritable_cache_leaves_the_arrays_in_memory(tmp_path: Path) -> None:
+    pool = _fake_mnist(tmp_path)
+    (tmp_path / data.DECODED).write_text("not a directory")  # mkdir fails, as on a read-only volume
+
+    loaded = load_mnist(tmp_path)
+
+    assert not isinstance(loaded.images, np.memmap)
+    assert np.array_equal(loaded.images, pool.images)
+
+
+def test_real_mnist_from_the_cache_equals_the_fetched_npz(mnist_cache: Path, tmp_path: Path) -> None:
+    (tmp_path / "mnist").mkdir()
+    (tmp_path / "mnist" / "mnist.npz").write_bytes((mnist_cache / "mnist" / "mnist.npz").read_bytes())
+    with np.load(tmp_path / "mnist" / "mnist.npz") as npz:
+        images, labels = npz["images"], npz["labels"]
+
+    decoded, mapped = load_mnist(tmp_path), load_mnist(tmp_path)
+
+    assert isinstance(mapped.images, np.memmap)
+    for loaded in (decoded, mapped):
+        assert loaded.images.dtype == np.uint8 and loaded.labels.dtype == np.int64
+        assert np.array_equal(loaded.images, images)
+        assert np.array_equal(loaded.labels, labels)
+
+
+def test_idx_directory_is_decoded_into_the_cache_once(tmp_path: Path) -> None:
+    train_x, train_y = _images(12, 3), (np.arange(12) % 10).astype(np.uint8)
+    _write_idx(tmp_path / "train-images-idx3-ubyte.gz", train_x, 0x08, compress=True)
+    _write_idx(tmp_path / "train-labels-idx1-ubyte.gz", train_y, 0x08, compress=True)
+    cache = tmp_path / "cache"
+
+    first, again = load_idx_dir(tmp_path, cache), load_idx_dir(tmp_path, cache)
+
+    assert isinstance(first, Dataset) and isinstance(again, Dataset)
+    assert isinstance(again.images, np.memmap)
+    assert np.array_equal(again.images, train_x)
+    assert np.array_equal(again.labels, train_y.astype(np.int64))
+
+
+@pytest.mark.parametrize("limit", [None, 900])
+def test_selected_split_equals_the_copied_split(limit: int | None) -> None:
+    lazy = data.select_split("digits", seed=4, test_fraction=0.3, sample_limit=limit)
+    copied = load_split("digits", seed=4, test_fraction=0.3, sample_limit=limit)
+
+    assert len(lazy.train) == len(copied.train)
+    assert np.array_equal(lazy.train.labels, copied.train.labels)
+    assert np.array_equal(lazy.test.load().images, copied.test.images)
+    positions = np.array([5, 0, 17], dtype=np.int64)
+    assert np.array_equal(lazy.train.take(positions).images, copied.train.images[positions])

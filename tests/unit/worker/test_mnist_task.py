@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from hydrafed.errors import AggregationError
 from hydrafed.spec import TrainingSpec
 from hydrafed.worker.mnist_task import MnistTask, load_shards
+from hydrafed.worker.partition import load_shard, shard_sizes
 from hydrafed.worker.task import LocalTask
+from hydrafed.worker.training import TrainConfig
 
 pytestmark = pytest.mark.unit
 
@@ -95,3 +98,46 @@ def test_local_steps_replace_epochs_and_run_across_epoch_boundaries() -> None:
 
     assert task.samples == 240
     assert result.metrics["steps"] == 11  # four batches per epoch: runs into the third epoch
+
+
+def test_a_party_that_never_evaluates_builds_no_test_set() -> None:
+    task = MnistTask.from_spec(SMALL, party_index=1, parties=3)
+    task.train_round(1)
+
+    assert not task.holds_test_set
+
+    task.evaluate()
+
+    assert task.holds_test_set
+
+
+def test_the_deferred_test_set_gives_the_metrics_of_the_copied_one() -> None:
+    shards, test, classes = load_shards(SMALL, 3)
+    eager = MnistTask(
+        SMALL.model,
+        shards[2],
+        test,
+        TrainConfig.from_spec(SMALL),
+        seed=SMALL.seed,
+        shuffle_seed=7,
+        num_classes=classes,
+    )
+    lazy = MnistTask.from_spec(SMALL, party_index=2, parties=3)
+    state = eager.exchanged_state()
+    lazy.load_exchanged_state(state)
+
+    assert lazy.evaluate() == eager.evaluate()
+
+
+@pytest.mark.parametrize("partition", ["iid", "dirichlet:0.3"])
+def test_a_party_copies_the_same_shard_as_the_whole_partition_gives(partition: str) -> None:
+    spec = SMALL.model_copy(update={"partition": partition})
+    shards, test, classes = load_shards(spec, 4)
+
+    assert shard_sizes(spec, 4) == [len(s) for s in shards]
+    for index, shard in enumerate(shards):
+        own, own_test, own_classes = load_shard(spec, 4, index)
+        assert np.array_equal(own.images, shard.images)
+        assert np.array_equal(own.labels, shard.labels)
+        assert np.array_equal(own_test.load().images, test.images)
+        assert own_classes == classes
