@@ -1,11 +1,12 @@
 """Where party processes come from and how they are scheduled: a fork server, at lower priority.
 
 ``hydrafed simulate`` runs N parties as N processes on one machine. Spawned from scratch, each
-imports torch and pycardano (type-checked at import: about 2.5 s of CPU) and, with its first
+imported torch, then pycardano (type-checked at import: about 2.5 s of CPU) and, with its first
 ``torch.optim`` optimiser, ``torch._dynamo`` (another second): 10 parties on 2 cores spent ~30 s
-starting. A fork server imports ``PRELOAD`` once and forks every party from there. The MNIST
-tasks no longer touch ``torch.optim`` (``training.SGD``), so ``torch._dynamo`` is not preloaded:
-it was 1.4-2.8 s of the server's start-up, which every run waits for before its first party.
+starting. A fork server imports ``PRELOAD`` once and forks every party from there. What it
+imports is on the critical path of every run's start-up, so it was trimmed: the party's path no
+longer imports pycardano (``hydra.primitives``, raw keys: 0.95 s of CPU) nor ``torch.optim``
+(``training.SGD``), whose first use imported ``torch._dynamo`` (1.4-2.8 s).
 Unlike plain fork, the server never copies the parent's threads (the devnet, rich's refresh)
 or its event loop.
 
