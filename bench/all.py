@@ -17,7 +17,7 @@ import time
 
 from bench._env import REPO_ROOT
 
-BENCHMARKS = ("vs_flower", "overhead", "paper", "hydra_notify", "storage_throughput", "qlora")
+BENCHMARKS = ("vs_flower", "startup", "overhead", "paper", "hydra_notify", "storage_throughput", "qlora")
 
 
 def main() -> None:

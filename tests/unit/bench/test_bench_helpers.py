@@ -194,3 +194,24 @@ def test_the_goal_verdict_uses_the_median_of_paired_runs() -> None:
     assert "its per-round overhead 0.55x" in text
     assert "its process wall 0.80x (goal <= 0.5x: not met)" in text
     assert "steady round is 1.00x Flower's (goal <= 0.5x: not met)" in text
+
+
+def test_the_startup_section_gives_medians_per_party_count() -> None:
+    from bench import startup
+
+    def run(first: float) -> dict[str, float]:
+        return {"firstParty": first, "everyParty": first + 1, "afterRounds": 1.2, "wall": first + 4}
+
+    data = {
+        "cli": {"help": [0.2, 0.1, 0.3], "refusal": [0.4, 0.9, 0.5]},
+        "imports": {"forkServer": [1.7, 1.6, 1.8], "parent": [1.3, 1.4, 1.2]},
+        "runs": {"4": [run(2.0), run(9.0), run(2.5)], "29": [run(4.0), run(5.0), run(3.0)]},
+        "load": "0.5 0.4 0.3",
+    }
+
+    text = startup.render(data)
+
+    assert "| N=4 | 2.50 | 3.50 | 1.20 | 6.50 |" in text
+    assert "| N=29 | 4.00 | 5.00 | 1.20 | 8.00 |" in text
+    assert "`hydrafed --help` 0.20 s, a refused option (`hydrafed simulate --parties 0`) 0.50 s" in text
+    assert "the fork server's preload 1.70" in text
