@@ -17,7 +17,7 @@ Public API::
     AggregationResult(tensors: dict[str, Tensor], state: dict[str, Tensor] = {})
     Aggregator (Protocol): name; aggregate(updates, *, current=None, state=None) -> AggregationResult
     get_aggregator(name: AggregationName | str, robust: RobustSpec | None = None) -> Aggregator
-    check_compatible(updates) -> list[Update]     # sorted by party; raises AggregationError
+    check_compatible(updates, *, finite=True) -> list[Update]  # sorted by party; AggregationError
     weighted(updates) -> list[Update]             # check_compatible without the 0-sample ones
     as_float64(tensor) / cast_like(acc, reference)  # the robust rules' working precision
 """
@@ -68,13 +68,15 @@ class Aggregator(Protocol):
         ...
 
 
-def check_compatible(updates: Sequence[Update]) -> list[Update]:
+def check_compatible(updates: Sequence[Update], *, finite: bool = True) -> list[Update]:
     """The updates sorted by party id, after checking they can be combined key by key.
 
     Raises AggregationError naming the party and the tensor when keys, shapes or dtypes differ
     or a weighted update holds NaN or infinity (``fit.check_fits``),
     a party appears twice, a sample count is negative, or no update has any samples. A party
     with 0 samples takes part with no weight (its local training diverged this round).
+    ``finite=False`` leaves out the NaN/infinity scan, for a caller that finds the same from
+    its result (FedAvg: a non-finite input makes the weighted sum non-finite).
     """
     if not updates:
         raise AggregationError("no updates to aggregate: the round has no members")
@@ -105,7 +107,7 @@ def check_compatible(updates: Sequence[Update]) -> list[Update]:
             reference.tensors,
             whose=f"party {update.party!r}",
             against=repr(reference.party),
-            finite=update.samples > 0,
+            finite=finite and update.samples > 0,
         )
     return ordered
 

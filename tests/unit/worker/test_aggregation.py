@@ -133,3 +133,65 @@ def test_an_update_with_zero_samples_has_no_weight() -> None:
     result = fedavg([kept, left_out])
 
     assert torch.equal(result["w"], torch.tensor([1.0, 2.0]))
+
+
+def _two_pass_fedavg(updates: list[Update]) -> dict[str, torch.Tensor]:
+    """FedAvg as it was before the fused pass: convert, multiply, add, in party order."""
+    ordered = sorted((u for u in updates if u.samples), key=lambda u: u.party)
+    total = float(sum(u.samples for u in ordered))
+    result = {}
+    for key in sorted(ordered[0].tensors):
+        reference = ordered[0].tensors[key]
+        acc = torch.zeros(reference.shape, dtype=torch.float64)
+        scratch = torch.empty_like(acc)
+        for update in ordered:
+            scratch.copy_(update.tensors[key])
+            acc += scratch.mul_(float(update.samples))
+        acc /= total
+        result[key] = (
+            acc.to(reference.dtype) if reference.is_floating_point() else torch.round(acc).to(reference.dtype)
+        )
+    return result
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        [275, 276, 1, 8000, 3],  # the reference task's counts
+        [2**29 - 1, 2**29, 2**39, 7, 10**12],  # around and past the exact one-pass bound
+    ],
+)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64, torch.int32])
+def test_the_one_pass_average_is_bit_identical_to_the_two_pass_one(
+    samples: list[int], dtype: torch.dtype
+) -> None:
+    gen = torch.Generator().manual_seed(11)
+    updates = []
+    for i, count in enumerate(samples):
+        scale = 10.0 ** (i - 2)  # magnitudes from 0.01 to 100: the low bits differ per party
+        values = {
+            k: torch.randn(shape, generator=gen, dtype=torch.float64) * scale
+            for k, shape in {"w": (200, 78), "b": (200,), "s": ()}.items()
+        }
+        if not dtype.is_floating_point:
+            values = {k: torch.round(v * 1000) for k, v in values.items()}
+        updates.append(Update(f"party-{i:02d}", count, {k: v.to(dtype) for k, v in values.items()}))
+
+    got, expected = fedavg(updates), _two_pass_fedavg(updates)
+
+    assert list(got) == list(expected)
+    for key in expected:
+        assert got[key].dtype == expected[key].dtype
+        assert torch.equal(got[key].view(-1).view(torch.uint8), expected[key].view(-1).view(torch.uint8))
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_weighted_update_is_refused_by_name_though_only_sums_are_scanned(bad: float) -> None:
+    good = Update("a", 5, {"w": torch.tensor([1.0, 2.0]), "v": torch.zeros(3)})
+    hostile = Update("m", 1, {"w": torch.tensor([1.0, 2.0]), "v": torch.tensor([0.0, bad, 0.0])})
+    cancelling = Update("n", 1, {"w": torch.tensor([1.0, 2.0]), "v": torch.tensor([0.0, -bad, 0.0])})
+
+    with pytest.raises(AggregationError, match=r"party 'm' tensor 'v' holds NaN or infinity"):
+        fedavg([good, hostile, cancelling])
+    with pytest.raises(AggregationError, match=r"party 'm' tensor 'v' holds NaN or infinity"):
+        fedavg([hostile, good])
