@@ -331,17 +331,14 @@ class Devnet:
         address = request.query.get("address") or None
         queue: asyncio.Queue[str] = asyncio.Queue()
 
-        def shape(msg: dict[str, Any], text: str) -> str | None:
-            if msg.get("tag") == "SnapshotConfirmed":
-                if address and not _touches(msg, address):
-                    return None
-                if not with_utxo:
-                    snap = {k: v for k, v in msg["snapshot"].items() if k != "utxo"}
-                    return json.dumps({**msg, "snapshot": snap})
-            return text
+        def shape(frame: emulated_head.Frame) -> str | None:
+            """The frame's text for this client: its form serialised once for every client."""
+            if address and frame.msg.get("tag") == "SnapshotConfirmed" and not _touches(frame.msg, address):
+                return None
+            return frame.text if with_utxo else frame.lean
 
-        def sink(msg: dict[str, Any], text: str) -> None:
-            shaped = shape(msg, text)
+        def sink(frame: emulated_head.Frame) -> None:
+            shaped = shape(frame)
             if shaped is None:
                 return
             if queue.qsize() >= limits.MAX_CLIENT_QUEUE:  # a client that does not read: drop it
@@ -355,7 +352,7 @@ class Devnet:
         replay = list(node.history) if history else []
         node.sinks.add(sink)  # registered in the same step as the copy: nothing lost, nothing twice
         for msg in replay:
-            shaped = shape(msg, json.dumps(msg))
+            shaped = shape(emulated_head.Frame(msg))
             if shaped is not None:
                 queue.put_nowait(shaped)
         queue.put_nowait(json.dumps(head.greetings(index, with_utxo)))

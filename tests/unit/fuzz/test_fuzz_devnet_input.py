@@ -43,7 +43,7 @@ def head(tmp_path_factory: pytest.TempPathFactory) -> emulated_head.Head:
 
 def _frames(head: emulated_head.Head) -> list[Any]:
     received: list[Any] = []
-    head.nodes[0].sinks.add(lambda msg, text: received.append(json.loads(text)))
+    head.nodes[0].sinks.add(lambda frame: received.append(json.loads(frame.text)))
     return received
 
 
