@@ -120,7 +120,8 @@ def main() -> None:
     if parties:
         sizes = [p.pss for p in parties]
         print(
-            f"  parties: {len(parties)}, {sum(sizes):.0f} MiB (median {statistics.median(sizes):.1f}, "
+            f"  parties (and the fork server): {len(parties)}, {sum(sizes):.0f} MiB "
+            f"(median {statistics.median(sizes):.1f}, "
             f"min {min(sizes):.1f}, max {max(sizes):.1f} MiB)"
         )
     for p in sorted(peak, key=lambda p: -p.pss):
