@@ -40,6 +40,7 @@ party derives it from the same seed; nothing is copied until a party takes its s
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -48,7 +49,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -294,22 +295,34 @@ def _write_decoded(
     folder.mkdir(parents=True, exist_ok=True)
     entries: dict[str, dict[str, object]] = {}
     for name, array in arrays.items():
-        with tempfile.NamedTemporaryFile(dir=folder, suffix=".npy.partial", delete=False) as tmp:
-            np.save(tmp, np.ascontiguousarray(array), allow_pickle=False)
-        partial = Path(tmp.name)
-        entries[name] = {
-            "size": partial.stat().st_size,
-            "sha256": _sha256(partial),
-            "dtype": array.dtype.str,
-            "shape": list(array.shape),
-        }
-        partial.chmod(0o644)  # a cache other users' workers may map, like the .npz it comes from
-        partial.replace(folder / f"{name}.npy")
+        with _partial(folder, ".npy.partial") as partial:
+            with partial.open("wb") as fh:
+                np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
+            entries[name] = {
+                "size": partial.stat().st_size,
+                "sha256": _sha256(partial),
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+            }
+            partial.replace(folder / f"{name}.npy")
     manifest = {"version": _MANIFEST_VERSION, "sources": stamps, "arrays": entries}
-    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".json.partial", delete=False) as text:
-        json.dump(manifest, text)
-    Path(text.name).chmod(0o644)
-    Path(text.name).replace(folder / MANIFEST)
+    with _partial(folder, ".json.partial") as partial:
+        partial.write_text(json.dumps(manifest))
+        partial.replace(folder / MANIFEST)
+
+
+@contextlib.contextmanager
+def _partial(folder: Path, suffix: str) -> Iterator[Path]:
+    """A fresh file in ``folder`` (mode 0644: a cache other users' workers may map, like the
+    ``.npz`` it comes from), removed unless the caller renamed it into place (a full disk)."""
+    fd, name = tempfile.mkstemp(dir=folder, suffix=suffix)
+    os.close(fd)
+    path = Path(name)
+    try:
+        path.chmod(0o644)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
 
 
 def _decoded(

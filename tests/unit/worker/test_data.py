@@ -308,3 +308,16 @@ def test_selected_split_equals_the_copied_split(limit: int | None) -> None:
     assert np.array_equal(lazy.test.load().images, copied.test.images)
     positions = np.array([5, 0, 17], dtype=np.int64)
     assert np.array_equal(lazy.train.take(positions).images, copied.train.images[positions])
+
+
+def test_a_failed_cache_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pool = _fake_mnist(tmp_path)
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np, "save", disk_full)
+    loaded = load_mnist(tmp_path)
+
+    assert np.array_equal(loaded.images, pool.images)
+    assert list((tmp_path / data.DECODED / "mnist").iterdir()) == []
