@@ -311,38 +311,35 @@ class RoundBook(RoundRules):
             if tx_id in self._seen_tx:
                 continue
             self._seen_tx.add(tx_id)
-            item = self._decode(dict(envelope), tx_id, snapshot)
-            if item is None:
+            decoded = tx_mod.decode_confirmed(envelope)
+            if decoded is None:
                 continue
-            claim = item.cutoff if isinstance(item, ConfirmedCutoff) else item.announcement
-            rejected = self._reject_reason(claim.fed, claim.party, claim.spec_hash, envelope)
+            claim = decoded.claim
+            rejected = self._reject_reason(claim.fed, claim.party, claim.spec_hash, decoded.signers)
             if rejected is not None:
                 code, reason = rejected
                 self.ignored.append(Ignored(tx_id, claim.party, claim.round, code, reason))
                 log.info("ignoring tx %s: %s", tx_id, reason)
                 continue
+            item: Confirmed = (
+                ConfirmedCutoff(claim, tx_id, snapshot)
+                if isinstance(claim, tx_mod.Cutoff)
+                else ConfirmedAnnouncement(claim, tx_id, snapshot)
+            )
             self.stream.append(item)
             if self.apply(item) is None and isinstance(item, ConfirmedAnnouncement):
                 counted.append(item)
         return counted
 
-    @staticmethod
-    def _decode(envelope: dict[str, Any], tx_id: str, snapshot: int) -> Confirmed | None:
-        cutoff = tx_mod.decode_cutoff(envelope)
-        if cutoff is not None:
-            return ConfirmedCutoff(cutoff, tx_id, snapshot)
-        announcement = tx_mod.decode_announcement(envelope)
-        return None if announcement is None else ConfirmedAnnouncement(announcement, tx_id, snapshot)
-
     def _reject_reason(
-        self, fed: str, party: str, claimed_spec: str, envelope: Mapping[str, Any]
+        self, fed: str, party: str, claimed_spec: str, signers: frozenset[str]
     ) -> tuple[str, str] | None:
         if fed != self.fed:
             return "OtherFederation", f"federation {fed!r} is not {self.fed!r}"
         signer = self.keys.get(party)
         if signer is None:
             return "NotMember", f"party {party!r} is not a member"
-        if signer not in tx_mod.tx_signers(dict(envelope)):
+        if signer not in signers:
             return "NotSigned", f"not signed by {party}'s payment key"
         if claimed_spec != self.spec_hash:
             return "SpecMismatch", f"spec hash {claimed_spec} differs from ours ({self.spec_hash})"

@@ -347,12 +347,16 @@ def _metadata_map(aux: Any) -> Mapping[Any, Any] | None:
     return None
 
 
-def _label_value(envelope: Mapping[str, Any], label: int) -> Any:
-    """The value under ``label`` in a confirmed tx's metadata, or None if it has none.
+def _spans(envelope: Mapping[str, Any]) -> list[bytes]:
+    """The checked top-level items of a confirmed tx (``cbor.tx_item_spans`` of its cborHex)."""
+    return cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))
+
+
+def _label_value(spans: Sequence[bytes], label: int) -> Any:
+    """The value under ``label`` in a tx's metadata, or None if it has none.
 
     Raises what a malformed tx raises (``_DECODE_ERRORS``); the callers turn that into None.
     """
-    spans = cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))
     if len(spans) < 4:
         return None
     meta = _metadata_map(cbor2.loads(spans[3]))
@@ -369,52 +373,98 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
 
     Peers' txs are untrusted: malformed metadata gives None and a debug log, never an error.
     """
-    try:
-        m = _label_value(envelope, label)
-        if m is None:
-            return None
-        if not isinstance(m, Mapping):
-            raise ValueError("label value is not a map")
-        metrics_raw = m.get("metrics", {})
-        if not isinstance(metrics_raw, Mapping):
-            raise ValueError("metrics is not a map")
-        rnd, samples = m["round"], m["samples"]
-        if not isinstance(rnd, int) or not isinstance(samples, int):
-            raise ValueError("round and samples must be integers")
-        return Announcement(
-            fed=join_string(m["fed"]),
-            round=rnd,
-            party=join_string(m["party"]),
-            uri=join_string(m["uri"]),
-            sha256=join_string(m["sha256"]),
-            samples=samples,
-            metrics={join_string(k): float(join_string(v)) for k, v in metrics_raw.items()},
-            spec_hash=join_string(m.get("specHash", "")),
-            start_sha256=join_string(m.get("startSha256", "")),
-        )
-    except _DECODE_ERRORS as exc:
-        log.debug("tx %s: label %d metadata is not an announcement: %s", envelope.get("txId"), label, exc)
-        return None
+    claim = _decode_claim(envelope, label)
+    return claim if isinstance(claim, Announcement) else None
 
 
 def decode_cutoff(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> Cutoff | None:
     """The round cutoff in a confirmed tx envelope, or None if the tx carries none (untrusted input)."""
+    claim = _decode_claim(envelope, label)
+    return claim if isinstance(claim, Cutoff) else None
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodedTx:
+    """What the round rules read from a confirmed tx: its claim and who really signed it."""
+
+    claim: Announcement | Cutoff
+    signers: frozenset[str]
+
+
+def decode_confirmed(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> DecodedTx | None:
+    """The claim of a confirmed tx and its signers from one walk of its CBOR, or None if no claim.
+
+    Every party reads every peer's tx each round (N^2 per round): one bounded walk instead of
+    one for the claim and another for the witnesses.
+    """
     try:
-        m = _label_value(envelope, label)
-        if not isinstance(m, Mapping) or m.get("cutoff") != 1:
-            return None
-        rnd = m["round"]
-        if not isinstance(rnd, int):
-            raise ValueError("round must be an integer")
-        return Cutoff(
-            fed=join_string(m["fed"]),
-            round=rnd,
-            party=join_string(m["party"]),
-            spec_hash=join_string(m.get("specHash", "")),
-        )
+        spans = _spans(envelope)
     except _DECODE_ERRORS as exc:
-        log.debug("tx %s: label %d metadata is not a cutoff: %s", envelope.get("txId"), label, exc)
+        log.debug("tx %s is malformed: %s", envelope.get("txId"), exc)
         return None
+    claim = _claim_from(spans, envelope, label)
+    if claim is None:
+        return None
+    return DecodedTx(claim, frozenset(_signers_from(spans)))
+
+
+def _decode_claim(envelope: Mapping[str, Any], label: int) -> Announcement | Cutoff | None:
+    try:
+        spans = _spans(envelope)
+    except _DECODE_ERRORS as exc:
+        log.debug("tx %s is malformed: %s", envelope.get("txId"), exc)
+        return None
+    return _claim_from(spans, envelope, label)
+
+
+def _claim_from(
+    spans: Sequence[bytes], envelope: Mapping[str, Any], label: int
+) -> Announcement | Cutoff | None:
+    """The cutoff or announcement under ``label``; malformed metadata gives None and a debug log."""
+    try:
+        m = _label_value(spans, label)
+        if m is None:
+            return None
+        if not isinstance(m, Mapping):
+            raise ValueError("label value is not a map")
+        if m.get("cutoff") == 1:
+            return _cutoff_from(m)
+        return _announcement_from(m)
+    except _DECODE_ERRORS as exc:
+        log.debug("tx %s: label %d metadata is not a claim: %s", envelope.get("txId"), label, exc)
+        return None
+
+
+def _announcement_from(m: Mapping[Any, Any]) -> Announcement:
+    metrics_raw = m.get("metrics", {})
+    if not isinstance(metrics_raw, Mapping):
+        raise ValueError("metrics is not a map")
+    rnd, samples = m["round"], m["samples"]
+    if not isinstance(rnd, int) or not isinstance(samples, int):
+        raise ValueError("round and samples must be integers")
+    return Announcement(
+        fed=join_string(m["fed"]),
+        round=rnd,
+        party=join_string(m["party"]),
+        uri=join_string(m["uri"]),
+        sha256=join_string(m["sha256"]),
+        samples=samples,
+        metrics={join_string(k): float(join_string(v)) for k, v in metrics_raw.items()},
+        spec_hash=join_string(m.get("specHash", "")),
+        start_sha256=join_string(m.get("startSha256", "")),
+    )
+
+
+def _cutoff_from(m: Mapping[Any, Any]) -> Cutoff:
+    rnd = m["round"]
+    if not isinstance(rnd, int):
+        raise ValueError("round must be an integer")
+    return Cutoff(
+        fed=join_string(m["fed"]),
+        round=rnd,
+        party=join_string(m["party"]),
+        spec_hash=join_string(m.get("specHash", "")),
+    )
 
 
 def tx_signers(envelope: Mapping[str, Any]) -> set[str]:
@@ -425,8 +475,15 @@ def tx_signers(envelope: Mapping[str, Any]) -> set[str]:
     pycardano's type-checked decoder (milliseconds per tx, N^2 per round).
     """
     try:
-        witness_set = cbor2.loads(cbor.tx_item_spans(bytes.fromhex(str(envelope["cborHex"])))[1])
-    except (KeyError, ValueError, errors.HeadError, cbor2.CBORDecodeError):
+        return _signers_from(_spans(envelope))
+    except _DECODE_ERRORS:
+        return set()
+
+
+def _signers_from(spans: Sequence[bytes]) -> set[str]:
+    try:
+        witness_set = cbor2.loads(spans[1])
+    except (IndexError, ValueError, cbor2.CBORDecodeError):
         return set()
     vkey_witnesses = witness_set.get(0, []) if isinstance(witness_set, dict) else []
     if isinstance(vkey_witnesses, cbor2.CBORTag) and vkey_witnesses.tag == 258:

@@ -211,3 +211,41 @@ def test_outputs_with_tokens_or_datums_are_not_spent() -> None:
 
     spent = pycardano.Transaction.from_cbor(env["cborHex"]).transaction_body.inputs
     assert [i.transaction_id.payload.hex() for i in spent] == ["11" * 32]
+
+
+def test_decode_confirmed_reads_claim_and_signers_as_the_single_decoders_do() -> None:
+    # Prepare: an announcement and a cutoff by the same party, and txs that carry no claim
+    me, peers, head_utxo = _setup()
+    ann = tx.build_announcement_tx(
+        _announcement(),
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[str(p.address()) for p in peers],
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+    )
+    cut = tx.build_cutoff_tx(
+        tx.Cutoff(fed="mnist-demo", round=3, party="me", spec_hash="cd" * 32),
+        keys=me,
+        utxo=head_utxo,
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+    )
+    other_label = tx.build_announcement_tx(
+        _announcement(),
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[],
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+        label=674,
+    )
+
+    # Execute
+    decoded_ann, decoded_cut = tx.decode_confirmed(ann), tx.decode_confirmed(cut)
+
+    # Assert
+    assert decoded_ann == tx.DecodedTx(_announcement(), frozenset({me.participant_id}))
+    assert decoded_ann.claim == tx.decode_announcement(ann) and tx.decode_cutoff(ann) is None
+    assert decoded_cut is not None and decoded_cut.claim == tx.decode_cutoff(cut)
+    assert isinstance(decoded_cut.claim, tx.Cutoff) and tx.decode_announcement(cut) is None
+    assert decoded_cut.signers == tx.tx_signers(cut) == {me.participant_id}
+    for no_claim in (other_label, {"cborHex": "zz"}, {"cborHex": "84a0a0f5f6"}, {}):
+        assert tx.decode_confirmed(no_claim) is None
