@@ -17,6 +17,8 @@ Public API::
     AggregationResult(tensors: dict[str, Tensor], state: dict[str, Tensor] = {})
     Aggregator (Protocol): name; aggregate(updates, *, current=None, state=None) -> AggregationResult
     get_aggregator(name: AggregationName | str, robust: RobustSpec | None = None) -> Aggregator
+    Fold (Protocol): count; add(update, *, screened=False); result() -> AggregationResult
+    fold(aggregator) -> Fold | None     # a running sum in party order (FedAvg); None: hold them all
     check_compatible(updates, *, finite=True) -> list[Update]  # sorted by party; AggregationError
     weighted(updates) -> list[Update]             # check_compatible without the 0-sample ones
     as_float64(tensor) / cast_like(acc, reference)  # the robust rules' working precision
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -66,6 +68,36 @@ class Aggregator(Protocol):
     ) -> AggregationResult:
         """Combine ``updates``; ``current`` is the previous global model, ``state`` the last result's."""
         ...
+
+
+class Fold(Protocol):
+    """An aggregate built one update at a time, in party order, without holding the updates."""
+
+    count: int
+    """Updates added so far."""
+
+    def add(self, update: Update, *, screened: bool = False) -> None:
+        """Fold in the next update in party order; ``screened``: NaN/infinity already refused."""
+        ...
+
+    def result(self) -> AggregationResult:
+        """What ``aggregate`` gives for the updates added, bit for bit."""
+        ...
+
+
+@runtime_checkable
+class Foldable(Protocol):
+    """An aggregator that is a running sum over the updates in party order (FedAvg)."""
+
+    def fold(self) -> Fold:
+        """A fresh fold for one round."""
+        ...
+
+
+def fold(aggregator: Aggregator) -> Fold | None:
+    """A fresh fold giving ``aggregator``'s result, or None when it needs every update at once
+    (median, trimmed mean, Krum, clipping, LoRA)."""
+    return aggregator.fold() if isinstance(aggregator, Foldable) else None
 
 
 def check_compatible(updates: Sequence[Update], *, finite: bool = True) -> list[Update]:
