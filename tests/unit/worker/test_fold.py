@@ -8,6 +8,7 @@ are folded, against ``aggregate_round`` over the whole round, whatever the order
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,8 +133,11 @@ def _verdicts(updates: list[Update], excluded: set[str]) -> list[Screened]:
     ]
 
 
+@pytest.mark.parametrize("spill", [False, True])
 @pytest.mark.parametrize("seed", range(6))
-def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(seed: int) -> None:
+def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(
+    seed: int, spill: bool, tmp_path: Path
+) -> None:
     # Prepare: 9 members, 2 excluded after download, 1 never counted (the round was cut off)
     updates = _updates([275, 276, 0, 8000, 3, 412, 19, 280, 277], torch.float32, seed=seed)
     members = [u.party for u in updates]
@@ -145,10 +149,12 @@ def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(se
     aggregator = get_aggregator("fedavg")
     fold = aggregation.fold(aggregator)
     assert fold is not None
-    round_fold = RoundFold(fold, random.Random(seed).sample(members, len(members)))
+    spill_dir = tmp_path / "waiting" if spill else None
+    round_fold = RoundFold(fold, random.Random(seed).sample(members, len(members)), spill_dir)
 
     # Execute
     returned = [round_fold.offer(v) for v in arrivals]
+    spilled = sorted(p.name for p in spill_dir.iterdir()) if spill_dir and spill_dir.exists() else []
     round_fold.settle([u.party for u in counted])
     got = fold.result()
 
@@ -158,16 +164,20 @@ def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(se
     expected = aggregate_round(aggregator, usable, start, None)
     assert _bits(got.tensors) == _bits(expected.tensors)
     assert got.state == expected.state == {}
+    if spill_dir is not None:  # what waited went through a file, removed once folded
+        assert round_fold.most_held == 0 or spilled
+        assert list(spill_dir.iterdir()) == []
 
 
-def test_an_update_waits_only_for_its_predecessors_in_party_order() -> None:
+def test_an_update_waits_only_for_its_predecessors_in_party_order(tmp_path: Path) -> None:
     updates = _updates([1, 2, 3, 4], torch.float32)
     fold = RunningSum()
-    round_fold = RoundFold(fold, [u.party for u in updates])
+    round_fold = RoundFold(fold, [u.party for u in updates], tmp_path)
 
     round_fold.offer(Screened(updates[2].party, updates[2]))
-    round_fold.offer(Screened(updates[3].party, updates[3]))
+    round_fold.offer(Screened(updates[3].party, updates[3]), spill=False)
     assert (fold.count, round_fold.most_held) == (0, 2)
+    assert [p.name for p in tmp_path.iterdir()] == [f"{updates[2].party}.waiting.safetensors"]
     round_fold.offer(Screened(updates[0].party, None, "HashMismatch"))
     assert fold.count == 0
     round_fold.absent(updates[1].party)  # e.g. a party that was not counted
