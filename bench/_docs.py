@@ -6,8 +6,11 @@ section, from that heading to the next ``## `` heading, and leaves the rest byte
 
 from __future__ import annotations
 
+import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench._env import REPO_ROOT
 
@@ -70,3 +73,25 @@ def table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(out)
+
+
+def publish(
+    heading: str,
+    results: Path,
+    measure: Callable[[], dict[str, Any]],
+    render: Callable[[dict[str, Any]], str],
+    *,
+    render_only: bool,
+    skip_docs: bool,
+) -> None:
+    """Measure (or, ``render_only``, reread ``results``), keep the figures, print and write the section."""
+    if render_only:
+        data = json.loads(results.read_text())
+    else:
+        data = measure()
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps(data, indent=1) + "\n")
+    section = render(data)
+    print(f"## {heading}\n\n{section}")
+    if not skip_docs:
+        write_section(heading, section)

@@ -12,7 +12,6 @@ imports included). The docs table (section "Audit" of docs/benchmarks.md) is pri
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import time
@@ -135,17 +134,12 @@ def main() -> None:
     parser.add_argument("--skip-docs", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
-    if args.render_only:
-        result = json.loads(RESULTS.read_text())
-    else:
+
+    def run() -> dict[str, Any]:
         print(f"[audit] simulate N={args.parties} x {args.rounds} rounds, then audit ...", flush=True)
-        result = measure(args.parties, args.rounds)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    section = render(result)
-    print(f"## {HEADING}\n\n{section}")
-    if not args.skip_docs:
-        _docs.write_section(HEADING, section)
+        return measure(args.parties, args.rounds)
+
+    _docs.publish(HEADING, RESULTS, run, render, render_only=args.render_only, skip_docs=args.skip_docs)
 
 
 if __name__ == "__main__":

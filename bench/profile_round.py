@@ -240,21 +240,17 @@ def main() -> None:
     parser.add_argument("--skip-docs", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
-    if args.render_only:
-        data = json.loads(RESULTS.read_text())
-    else:
+
+    def run() -> dict[str, Any]:
         short = profile(args.parties, args.rounds[0])
         long = profile(args.parties, args.rounds[1])
         load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
-        data = {"parties": args.parties, "short": short, "long": long, "load": load}
+        data: dict[str, Any] = {"parties": args.parties, "short": short, "long": long, "load": load}
         if RESULTS.is_file():  # a hand-written note on an earlier run (before/after) is kept
             data["note"] = json.loads(RESULTS.read_text()).get("note", "")
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(data, indent=1))
-    section = render(data)
-    print(section)
-    if not args.skip_docs:
-        _docs.write_section(HEADING, section)
+        return data
+
+    _docs.publish(HEADING, RESULTS, run, render, render_only=args.render_only, skip_docs=args.skip_docs)
 
 
 if __name__ == "__main__":

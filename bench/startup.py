@@ -144,16 +144,14 @@ def main() -> None:
     parser.add_argument("--skip-docs", action="store_true")
     parser.add_argument("--render-only", action="store_true", help="rewrite docs from the results file")
     args = parser.parse_args()
-    if args.render_only:
-        data = json.loads(RESULTS.read_text())
-    else:
-        data = measure(args.parties, args.repeats)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(data, indent=1))
-    section = render(data)
-    print(section)
-    if not args.skip_docs:
-        _docs.write_section(HEADING, section)
+    _docs.publish(
+        HEADING,
+        RESULTS,
+        lambda: measure(args.parties, args.repeats),
+        render,
+        render_only=args.render_only,
+        skip_docs=args.skip_docs,
+    )
 
 
 if __name__ == "__main__":
