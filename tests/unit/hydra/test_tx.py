@@ -44,6 +44,23 @@ def _announcement(**kw: object) -> tx.Announcement:
     return tx.Announcement(**base)  # type: ignore[arg-type]
 
 
+def _announcement_tx(
+    me: keys.PartyKeys,
+    head_utxo: dict[str, dict[str, Any]],
+    peers: list[keys.PartyKeys] | tuple[()] = (),
+    **kw: Any,
+) -> dict[str, str]:
+    """``_announcement()`` built by ``me`` paying ``peers``, with the default protocol parameters."""
+    return tx.build_announcement_tx(
+        _announcement(),
+        keys=me,
+        utxo=head_utxo,
+        peer_addresses=[str(p.address()) for p in peers],
+        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
+        **kw,
+    )
+
+
 def test_announcement_round_trip_passes_the_ledger() -> None:
     # Prepare
     me, peers, head_utxo = _setup()
@@ -148,14 +165,7 @@ def test_bad_announcement_fields_name_the_field() -> None:
 
 def test_decode_returns_none_for_other_txs_and_malformed_metadata() -> None:
     me, _peers, head_utxo = _setup()
-    plain = tx.build_announcement_tx(
-        _announcement(),
-        keys=me,
-        utxo=head_utxo,
-        peer_addresses=[],
-        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
-        label=674,
-    )
+    plain = _announcement_tx(me, head_utxo, label=674)
     assert tx.decode_announcement(plain) is None  # other label
     aux = pycardano.AuxiliaryData(
         pycardano.AlonzoMetadata(metadata=pycardano.Metadata({1990: {"round": "three"}}))
@@ -201,13 +211,7 @@ def test_outputs_with_tokens_or_datums_are_not_spent() -> None:
     head_utxo["22" * 32 + "#0"] = {"address": own, "value": {"lovelace": 90_000_000}, "inlineDatum": 1}
     head_utxo["33" * 32 + "#1"] = {"address": own, "value": {"lovelace": 80_000_000, "ab" * 28: {"": 1}}}
 
-    env = tx.build_announcement_tx(
-        _announcement(),
-        keys=me,
-        utxo=head_utxo,
-        peer_addresses=[str(p.address()) for p in peers],
-        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
-    )
+    env = _announcement_tx(me, head_utxo, peers)
 
     spent = pycardano.Transaction.from_cbor(env["cborHex"]).transaction_body.inputs
     assert [i.transaction_id.payload.hex() for i in spent] == ["11" * 32]
@@ -216,27 +220,14 @@ def test_outputs_with_tokens_or_datums_are_not_spent() -> None:
 def test_decode_confirmed_reads_claim_and_signers_as_the_single_decoders_do() -> None:
     # Prepare: an announcement and a cutoff by the same party, and txs that carry no claim
     me, peers, head_utxo = _setup()
-    ann = tx.build_announcement_tx(
-        _announcement(),
-        keys=me,
-        utxo=head_utxo,
-        peer_addresses=[str(p.address()) for p in peers],
-        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
-    )
+    ann = _announcement_tx(me, head_utxo, peers)
     cut = tx.build_cutoff_tx(
         tx.Cutoff(fed="mnist-demo", round=3, party="me", spec_hash="cd" * 32),
         keys=me,
         utxo=head_utxo,
         protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
     )
-    other_label = tx.build_announcement_tx(
-        _announcement(),
-        keys=me,
-        utxo=head_utxo,
-        peer_addresses=[],
-        protocol_parameters=DEFAULT_PROTOCOL_PARAMETERS,
-        label=674,
-    )
+    other_label = _announcement_tx(me, head_utxo, label=674)
 
     # Execute
     decoded_ann, decoded_cut = tx.decode_confirmed(ann), tx.decode_confirmed(cut)
