@@ -217,8 +217,12 @@ def test_three_organisations_train_and_close_one_head(
     party_keys = _seed_devnet(kube, tmp_path / "devnet")
     with (
         DevnetThread(net),
+        # alice's worker pod stays pending (no kubelet runs it) until carol's has been killed
         PodRunner(
-            k8s_cluster, list(ORGS), extra_env={"HYDRAFED_CACHE": str(cache)}, workdir=tmp_path / "pods"
+            k8s_cluster,
+            ["org-bob", "org-carol"],
+            extra_env={"HYDRAFED_CACHE": str(cache)},
+            workdir=tmp_path / "pods",
         ) as pods,
     ):
         assert net.head is not None
@@ -230,20 +234,24 @@ def test_three_organisations_train_and_close_one_head(
             def detail() -> str:
                 return "\n" + pods.describe()[-6000:] + "\n" + logs()
 
-            # Execute: the heads open, the parties fund and train; restart bob's operator mid-training
+            # Execute: the heads open, the parties fund; bob and carol announce round 1, which
+            # waits for alice. A round takes tens of milliseconds, so only a round that cannot
+            # complete yet makes the kill below certain to land mid-training.
             _wait_phase(kube, "Training", 120, detail)
             kube.wait_for(
-                "round 1 complete for bob",
-                lambda: (_status(kube, "org-bob").get("completedRounds") or 0) >= 1,
+                "round 1 waiting for alice only",
+                lambda: _status(kube, "org-bob").get("message") == f"round 1 of {ROUNDS}: waiting for alice",
                 timeout=300,
                 message=detail,
             )
-            # ... and kill carol's worker pod: the Job's next pod resumes from the ledger
+            # ... kill carol's worker pod (the Job's next pod resumes from the ledger), restart
+            # bob's operator, and let alice's pod start
             (carol_pod,) = kube.get("/api/v1/namespaces/org-carol/pods")["items"]
             kube.delete(f"/api/v1/namespaces/org-carol/pods/{carol_pod['metadata']['name']}")
             bob = operators["org-bob"]
             bob.stop()
             bob.start()
+            pods.watch("org-alice")
             _wait_phase(kube, "Completed", 600, detail)
             completed = {ns: _status(kube, ns) for ns in ORGS}
             table = k8s_cluster.kubectl("get", "federations", "-n", "org-bob").stdout
