@@ -73,13 +73,16 @@ def test_worker_killed_mid_round_during_a_node_restart_resumes_and_agrees(tmp_pa
     net = thread.__enter__()
     paths, federation = _configs(tmp_path, net)
     logs = {n: tmp_path / f"{n}.log" for n in NAMES}
-    procs = {n: _start(paths[n], logs[n]) for n in NAMES}
+    procs = {"bob": _start(paths["bob"], logs["bob"])}
     try:
-        # Execute: freeze bob after his round-1 announcement; kill carol once round 2 holds hers.
+        # Execute: freeze bob after his round-1 announcement, made before the others start (so
+        # he is still waiting: a round takes tens of milliseconds); kill carol once round 2
+        # holds hers.
         _wait(
             lambda: (1, "announced") in _events(logs["bob"].read_text(), "bob"), 180, "bob's round 1", procs
         )
         procs["bob"].send_signal(signal.SIGSTOP)
+        procs |= {n: _start(paths[n], logs[n]) for n in ("alice", "carol")}
         _wait(
             lambda: (2, "announced") in _events(logs["carol"].read_text(), "carol"),
             120,
