@@ -42,7 +42,7 @@ from hydrafed.hydra import tx as tx_mod
 from hydrafed.rounds import Confirmed, ConfirmedAnnouncement, RoundRules
 from hydrafed.spec import EvaluationScope
 from hydrafed.storage import UpdateStore, fetch_verified, read_verified, split_uri
-from hydrafed.worker import aggregation, phases, processes
+from hydrafed.worker import aggregation, phases
 from hydrafed.worker.aggregation import AggregationResult, Aggregator, Update, get_aggregator
 from hydrafed.worker.fit import all_finite, check_fits
 from hydrafed.worker.ledger import Ledger
@@ -703,7 +703,6 @@ class PartyWorker:
         started = time.perf_counter()
         start_state = self.task.exchanged_state()
         result = await asyncio.to_thread(self.task.train_round, round_no)
-        processes.release_freed_memory()  # training's freed buffers, until the next round's training
         timings["train"] = time.perf_counter() - started
         self._samples = result.samples
         local_state = self.task.exchanged_state()
@@ -871,7 +870,6 @@ class PartyWorker:
             self._unevaluated = (round_no, aggregated.tensors)
         self._check_offences()
         shutil.rmtree(round_dir, ignore_errors=True)  # uploaded and aggregated: the bucket keeps the update
-        processes.release_freed_memory()  # the round's download buffers and folded updates
         missed = own is None
         if missed:
             log.info("%s: round %d was cut off without our update: we take its aggregate", name, round_no)

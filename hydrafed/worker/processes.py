@@ -108,10 +108,7 @@ def release_freed_memory() -> None:
     """Hand the C heap's free pages back to the kernel (glibc keeps them for reuse by default).
 
     Called in a party once its task is built: loading and splitting the dataset leaves ~30 MiB
-    of freed heap that the party would otherwise hold for the whole run (x N parties). The round
-    loop (``party``) calls it after each round's training and after its aggregation, when the
-    worker thread's arena holds freed training buffers, download buffers and folded updates:
-    0.1 ms a call and ~300 page faults a round when the pages are used again (MNIST MLP).
+    of freed heap that the party would otherwise hold for the whole run (x N parties).
     """
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
