@@ -133,10 +133,10 @@ def _verdicts(updates: list[Update], excluded: set[str]) -> list[Screened]:
     ]
 
 
-@pytest.mark.parametrize("spill", [False, True])
+@pytest.mark.parametrize(("spill", "in_memory"), [(False, 4), (True, 0), (True, 2)])
 @pytest.mark.parametrize("seed", range(6))
 def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(
-    seed: int, spill: bool, tmp_path: Path
+    seed: int, spill: bool, in_memory: int, tmp_path: Path
 ) -> None:
     # Prepare: 9 members, 2 excluded after download, 1 never counted (the round was cut off)
     updates = _updates([275, 276, 0, 8000, 3, 412, 19, 280, 277], torch.float32, seed=seed)
@@ -150,7 +150,9 @@ def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(
     fold = aggregation.fold(aggregator)
     assert fold is not None
     spill_dir = tmp_path / "waiting" if spill else None
-    round_fold = RoundFold(fold, random.Random(seed).sample(members, len(members)), spill_dir)
+    round_fold = RoundFold(
+        fold, random.Random(seed).sample(members, len(members)), spill_dir, in_memory=in_memory
+    )
 
     # Execute
     returned = [round_fold.offer(v) for v in arrivals]
@@ -164,15 +166,16 @@ def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(
     expected = aggregate_round(aggregator, usable, start, None)
     assert _bits(got.tensors) == _bits(expected.tensors)
     assert got.state == expected.state == {}
-    if spill_dir is not None:  # what waited went through a file, removed once folded
-        assert round_fold.most_held == 0 or spilled
+    if spill_dir is not None:  # what waited beyond in_memory went through a file, removed once folded
+        assert (round_fold.spilled > 0) == (round_fold.most_held > in_memory)
+        assert len(spilled) <= round_fold.spilled
         assert list(spill_dir.iterdir()) == []
 
 
 def test_an_update_waits_only_for_its_predecessors_in_party_order(tmp_path: Path) -> None:
     updates = _updates([1, 2, 3, 4], torch.float32)
     fold = RunningSum()
-    round_fold = RoundFold(fold, [u.party for u in updates], tmp_path)
+    round_fold = RoundFold(fold, [u.party for u in updates], tmp_path, in_memory=0)
 
     round_fold.offer(Screened(updates[2].party, updates[2]))
     round_fold.offer(Screened(updates[3].party, updates[3]), spill=False)
