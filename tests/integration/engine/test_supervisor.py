@@ -65,8 +65,11 @@ def test_a_party_that_cannot_start_reports_the_real_error() -> None:
 
 
 _PARENT = """
-import json, sys, time
+import json, signal, sys, time
 import psutil
+# Ctrl-C as under a terminal: a test run started as a background job (`cmd &`) passes SIGINT on
+# ignored, and Python then keeps it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from hydrafed.worker.supervisor import Supervisor
 supervisor = Supervisor()
 for name in ("party-01", "party-02"):
