@@ -10,6 +10,7 @@ import torch
 from hydrafed.errors import AggregationError, ConfigError
 from hydrafed.worker.aggregation import Update, get_aggregator
 from hydrafed.worker.aggregation.fedavg import FedAvg, fedavg
+from tests.unit.worker.update_samples import sample_updates
 
 pytestmark = pytest.mark.unit
 
@@ -165,17 +166,7 @@ def _two_pass_fedavg(updates: list[Update]) -> dict[str, torch.Tensor]:
 def test_the_one_pass_average_is_bit_identical_to_the_two_pass_one(
     samples: list[int], dtype: torch.dtype
 ) -> None:
-    gen = torch.Generator().manual_seed(11)
-    updates = []
-    for i, count in enumerate(samples):
-        scale = 10.0 ** (i - 2)  # magnitudes from 0.01 to 100: the low bits differ per party
-        values = {
-            k: torch.randn(shape, generator=gen, dtype=torch.float64) * scale
-            for k, shape in {"w": (200, 78), "b": (200,), "s": ()}.items()
-        }
-        if not dtype.is_floating_point:
-            values = {k: torch.round(v * 1000) for k, v in values.items()}
-        updates.append(Update(f"party-{i:02d}", count, {k: v.to(dtype) for k, v in values.items()}))
+    updates = sample_updates(samples, dtype)
 
     got, expected = fedavg(updates), _two_pass_fedavg(updates)
 

@@ -18,27 +18,13 @@ from hydrafed.worker import aggregation
 from hydrafed.worker.aggregation import Update, get_aggregator
 from hydrafed.worker.aggregation.fedavg import RunningSum, fedavg
 from hydrafed.worker.party import RoundFold, Screened, aggregate_round
+from tests.unit.worker.update_samples import sample_updates
 
 pytestmark = pytest.mark.unit
 
 
 def _bits(tensors: dict[str, torch.Tensor]) -> dict[str, bytes]:
     return {k: t.contiguous().view(-1).view(torch.uint8).numpy().tobytes() for k, t in tensors.items()}
-
-
-def _updates(samples: list[int], dtype: torch.dtype, seed: int = 11) -> list[Update]:
-    gen = torch.Generator().manual_seed(seed)
-    updates = []
-    for i, count in enumerate(samples):
-        scale = 10.0 ** (i % 5 - 2)  # magnitudes from 0.01 to 100: the low bits differ per party
-        values = {
-            k: torch.randn(shape, generator=gen, dtype=torch.float64) * scale
-            for k, shape in {"w": (200, 78), "b": (200,), "s": ()}.items()
-        }
-        if not dtype.is_floating_point:
-            values = {k: torch.round(v * 1000) for k, v in values.items()}
-        updates.append(Update(f"party-{i:02d}", count, {k: v.to(dtype) for k, v in values.items()}))
-    return updates
 
 
 def _folded(updates: list[Update]) -> dict[str, torch.Tensor]:
@@ -58,7 +44,7 @@ def _folded(updates: list[Update]) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.float64, torch.int32, torch.bool])
 def test_the_running_sum_is_bit_identical_to_fedavg(samples: list[int], dtype: torch.dtype) -> None:
     # Prepare
-    updates = _updates(samples, dtype)
+    updates = sample_updates(samples, dtype)
 
     # Execute
     got, expected = _folded(updates), fedavg(updates)
@@ -139,7 +125,7 @@ def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(
     seed: int, spill: bool, in_memory: int, tmp_path: Path
 ) -> None:
     # Prepare: 9 members, 2 excluded after download, 1 never counted (the round was cut off)
-    updates = _updates([275, 276, 0, 8000, 3, 412, 19, 280, 277], torch.float32, seed=seed)
+    updates = sample_updates([275, 276, 0, 8000, 3, 412, 19, 280, 277], torch.float32, seed=seed)
     members = [u.party for u in updates]
     excluded, cut = {members[1], members[6]}, members[4]
     counted = [u for u in updates if u.party != cut]
@@ -173,7 +159,7 @@ def test_a_round_folded_in_any_order_of_arrival_is_the_held_round_bit_for_bit(
 
 
 def test_an_update_waits_only_for_its_predecessors_in_party_order(tmp_path: Path) -> None:
-    updates = _updates([1, 2, 3, 4], torch.float32)
+    updates = sample_updates([1, 2, 3, 4], torch.float32)
     fold = RunningSum()
     round_fold = RoundFold(fold, [u.party for u in updates], tmp_path, in_memory=0)
 
@@ -191,7 +177,7 @@ def test_an_update_waits_only_for_its_predecessors_in_party_order(tmp_path: Path
 
 
 def test_settling_a_round_with_an_unscreened_member_or_a_wrong_absence_fails() -> None:
-    updates = _updates([1, 2], torch.float32)
+    updates = sample_updates([1, 2], torch.float32)
     names = [u.party for u in updates]
     unscreened = RoundFold(RunningSum(), names)
     unscreened.offer(Screened(names[1], updates[1]))
