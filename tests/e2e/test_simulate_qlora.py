@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from hydrafed.cli import app
 from hydrafed.errors import ConfigError
+from hydrafed.ports import free_base_port
 from hydrafed.worker.lm import smollm2
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +27,7 @@ def test_three_party_qlora_round_on_the_cpu(tmp_path: Path) -> None:
         [
             "simulate", "--model", "smollm2-135m", "--qlora", "--lora-rank", "8",
             "--aggregation", "lora-exact", "--parties", "3", "--rounds", "1", "--local-steps", "1",
-            "--no-baselines", "--out", str(out), "--api-port", "47310",
+            "--no-baselines", "--out", str(out), "--api-port", str(free_base_port(3)),
         ],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
