@@ -50,6 +50,11 @@ def machine() -> str:
     return f"{cpu}, {cores} cores{mem}, Python {platform.python_version()}"
 
 
+def machine_of(data: dict[str, Any]) -> str:
+    """The machine a results file was measured on (``publish`` records it), else this one."""
+    return str(data.get("machine") or machine())
+
+
 def write_section(heading: str, body: str, path: Path = DOCS) -> None:
     """Replace (or append) the section ``## heading`` of ``path`` with ``body``."""
     text = path.read_text() if path.is_file() else INTRO
@@ -84,11 +89,12 @@ def publish(
     render_only: bool,
     skip_docs: bool,
 ) -> None:
-    """Measure (or, ``render_only``, reread ``results``), keep the figures, print and write the section."""
+    """Measure (or, ``render_only``, reread ``results``), keep the figures with the machine they
+    were measured on (``machine_of``), print and write the section."""
     if render_only:
         data = json.loads(results.read_text())
     else:
-        data = measure()
+        data = {"machine": machine(), **measure()}
         results.parent.mkdir(parents=True, exist_ok=True)
         results.write_text(json.dumps(data, indent=1) + "\n")
     section = render(data)

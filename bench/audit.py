@@ -118,7 +118,7 @@ def render(result: dict[str, Any]) -> str:
             "2 threads and 1.0 s with 1 thread minutes later (load 7): on a shared machine the "
             "threads' barriers cost more than the small tensors gain, so the audit, like the workers, "
             "uses one.",
-            f"Machine: {_docs.machine()}; torch {torch.__version__}; load average (1/5/15 min) "
+            f"Machine: {_docs.machine_of(result)}; torch {torch.__version__}; load average (1/5/15 min) "
             f"{result['load']['beforeAudit']} before the audit, {result['load']['after']} after. "
             "Rerun: `.venv/bin/python -m bench.audit` (`--parties`, `--rounds`); raw figures in "
             "`bench/results/audit.json`.",

@@ -224,7 +224,7 @@ def render(data: dict[str, Any]) -> str:
             "py-spy does not follow the fork server's children):",
             _docs.table(["parent category", "CPU s (whole run)", "share"], parent_rows),
             f"Mean round wall (rounds 2..) of the longer run, py-spy attached: {mean_wall:.3f} s. "
-            f"Machine: {_docs.machine()}; load average while measured: {data.get('load', 'n/a')}.",
+            f"Machine: {_docs.machine_of(data)}; load average while measured: {data.get('load', 'n/a')}.",
             *([str(data["note"])] if data.get("note") else []),
             "Rerun: `.venv/bin/python -m bench.profile_round` (needs py-spy from PyPI); raw figures in "
             "`bench/results/profile_round.json`, stacks under `runs/bench/profile_round/`.",

@@ -130,7 +130,7 @@ def render(data: dict[str, Any]) -> str:
             "preloads the CLI that every child re-imports (27 ms a party); the plot's imports (0.5 s) "
             "overlap the contestation period; the console script skips the interpreter's teardown "
             "(0.2-0.6 s). Before them, N=10 reached its first round after about 9 s.",
-            f"Machine: {_docs.machine()}; load average after the runs: {data['load']}. Rerun: "
+            f"Machine: {_docs.machine_of(data)}; load average after the runs: {data['load']}. Rerun: "
             "`.venv/bin/python -m bench.startup`; raw figures in `bench/results/startup.json`.",
         ]
     )
