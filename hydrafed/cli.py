@@ -408,7 +408,7 @@ def run() -> None:
 
     Once a command has returned and its atexit handlers have run (multiprocessing's, logging's),
     nothing is left to flush, yet deallocating every module (pycardano, matplotlib, the devnet's
-    state) took another 0.2-0.6 s after each ``hydrafed simulate``. With a non-daemon thread
+    state) took another 0.2-0.6 s after each ``hydrafed simulate``. With any other thread
     still running, or an exit status that is a message, it exits the ordinary way.
     """
     try:

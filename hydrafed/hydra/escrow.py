@@ -157,10 +157,16 @@ def _announcement(
     envelope = txs.get(tx_id)
     if envelope is None:
         raise EscrowRefused(f"evidence names tx {tx_id}, which is not among the confirmed txs")
-    ann = tx_mod.decode_announcement(envelope)
-    if ann is None or ann.fed != terms.fed or ann.party != accused or ann.round != rnd:
+    decoded = tx_mod.decode_confirmed(envelope)
+    ann = decoded.claim if decoded is not None else None
+    if (
+        not isinstance(ann, tx_mod.Announcement)
+        or ann.fed != terms.fed
+        or ann.party != accused
+        or ann.round != rnd
+    ):
         raise EscrowRefused(f"tx {tx_id} is not {accused}'s announcement for round {rnd} of {terms.fed}")
-    if terms.member(accused).key_hash not in tx_mod.tx_signers(envelope):
+    if decoded is None or terms.member(accused).key_hash not in decoded.signers:
         raise EscrowRefused(
             f"tx {tx_id} is not signed by {accused}'s payment key: it proves nothing of {accused}"
         )

@@ -15,7 +15,6 @@ without it (written before the field existed) decodes with ``start_sha256 == ""`
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import logging
 import math
@@ -123,9 +122,8 @@ def _metric_keys_ok(metrics: Mapping[str, float]) -> None:
             )
 
 
-@functools.lru_cache(maxsize=1024)
 def _address_bytes(addr: str | pycardano.Address) -> bytes:
-    """Raw address bytes of bech32 text (or of a pycardano address); cached: decoding is slow."""
+    """Raw address bytes of bech32 text (``primitives.address_bytes`` caches it) or of a pycardano address."""
     if not isinstance(addr, str):
         return bytes(addr.to_primitive())
     try:
@@ -373,14 +371,14 @@ def decode_announcement(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL)
 
     Peers' txs are untrusted: malformed metadata gives None and a debug log, never an error.
     """
-    claim = _decode_claim(envelope, label)
-    return claim if isinstance(claim, Announcement) else None
+    parsed = _parse_claim(envelope, label)
+    return parsed[0] if parsed is not None and isinstance(parsed[0], Announcement) else None
 
 
 def decode_cutoff(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) -> Cutoff | None:
     """The round cutoff in a confirmed tx envelope, or None if the tx carries none (untrusted input)."""
-    claim = _decode_claim(envelope, label)
-    return claim if isinstance(claim, Cutoff) else None
+    parsed = _parse_claim(envelope, label)
+    return parsed[0] if parsed is not None and isinstance(parsed[0], Cutoff) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -397,24 +395,22 @@ def decode_confirmed(envelope: Mapping[str, Any], label: int = DEFAULT_LABEL) ->
     Every party reads every peer's tx each round (N^2 per round): one bounded walk instead of
     one for the claim and another for the witnesses.
     """
+    parsed = _parse_claim(envelope, label)
+    if parsed is None:
+        return None
+    claim, spans = parsed
+    return DecodedTx(claim, frozenset(_signers_from(spans)))
+
+
+def _parse_claim(envelope: Mapping[str, Any], label: int) -> tuple[Announcement | Cutoff, list[bytes]] | None:
+    """The tx's claim with its checked spans, or None (malformed txs and metadata give a debug log)."""
     try:
         spans = _spans(envelope)
     except _DECODE_ERRORS as exc:
         log.debug("tx %s is malformed: %s", envelope.get("txId"), exc)
         return None
     claim = _claim_from(spans, envelope, label)
-    if claim is None:
-        return None
-    return DecodedTx(claim, frozenset(_signers_from(spans)))
-
-
-def _decode_claim(envelope: Mapping[str, Any], label: int) -> Announcement | Cutoff | None:
-    try:
-        spans = _spans(envelope)
-    except _DECODE_ERRORS as exc:
-        log.debug("tx %s is malformed: %s", envelope.get("txId"), exc)
-        return None
-    return _claim_from(spans, envelope, label)
+    return None if claim is None else (claim, spans)
 
 
 def _claim_from(

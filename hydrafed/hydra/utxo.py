@@ -106,7 +106,7 @@ def utxo_from_json(data: Mapping[str, Any]) -> UTxO:
     """A whole UTxO map from the API."""
     result: UTxO = {}
     for key, out in data.items():
-        parse_txin(key)  # validates the key's shape
+        primitives.split_txin(key)  # validates the key's shape
         result[key] = txout_from_json(out)
     return result
 

@@ -154,7 +154,7 @@ class NodeLog:
     def _watermark(self) -> Path:
         return self.path.with_name("next-seq")
 
-    def append_live(self, payload: JSON, body: str, lean: str | None = None) -> None:
+    def append_live(self, payload: JSON, body: str) -> None:
         """A timed output sent to the current clients but neither kept nor replayed.
 
         For outputs anyone with API access can cause for free (TxInvalid): history and the
@@ -165,7 +165,7 @@ class NodeLog:
         self.next_seq += 1
         self._watermark.write_text(str(self.next_seq))
         msg = {**payload, "seq": seq, "timestamp": stamp}
-        frame = Frame(msg, body, lean, _stamp(seq, stamp))
+        frame = Frame(msg, body, None, _stamp(seq, stamp))
         for sink in list(self.sinks):
             sink(frame)
 
