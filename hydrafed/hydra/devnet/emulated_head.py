@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import nacl.signing
 import pycardano
 
 from hydrafed.hydra import keys as keys_mod
@@ -235,7 +234,6 @@ class Head:
         self._files: list[BinaryIO] = []
         self._timers: list[asyncio.TimerHandle] = []
         self._snapshot_scheduled = False
-        self._signers: list[nacl.signing.SigningKey] | None = None
         self._settled: asyncio.Event | None = None
         self.system_start = dt.datetime.now(dt.UTC)
         self.slot_offset = 0  # slots added by advance_slots, persisted in chain.json
@@ -565,11 +563,7 @@ class Head:
     def _sign_snapshot(self, snapshot_text: str) -> JSON:
         """Every party's Hydra key signs the snapshot (a devnet-specific message: hash of its JSON)."""
         message = blake2b256(snapshot_text.encode())
-        if self._signers is None:  # pycardano's sign derives the key pair again on every call
-            self._signers = [
-                nacl.signing.SigningKey(p.hydra_signing_key.payload) for p in self.config.parties
-            ]
-        return {"multiSignature": [signer.sign(message).signature.hex() for signer in self._signers]}
+        return {"multiSignature": [p.sign_hydra(message).hex() for p in self.config.parties]}
 
     def withhold_snapshot_signature(self, party: int, withhold: bool = True) -> None:
         """Emulate party ``party``'s node refusing (or again sending) its snapshot signature.

@@ -105,5 +105,5 @@ async def test_the_snapshot_text_built_from_its_parts_is_the_one_every_party_sig
         signatures = msg["signatures"]["multiSignature"]
         assert len(signatures) == len(party_keys)
         for party, signature in zip(party_keys, signatures, strict=True):
-            verify = nacl.signing.VerifyKey(party.hydra_verification_key.payload)
+            verify = nacl.signing.VerifyKey(party.hydra_vkey)
             assert verify.verify(message, bytes.fromhex(signature)) == message
