@@ -10,8 +10,9 @@ import torch
 
 from hydrafed.errors import AggregationError
 from hydrafed.spec import TrainingSpec
+from hydrafed.worker.data import load_split
 from hydrafed.worker.mnist_task import MnistTask, load_shards
-from hydrafed.worker.partition import load_shard, shard_sizes
+from hydrafed.worker.partition import load_shard, partition_indices, shard_sizes
 from hydrafed.worker.task import LocalTask
 from hydrafed.worker.training import TrainConfig
 
@@ -133,11 +134,16 @@ def test_the_deferred_test_set_gives_the_metrics_of_the_copied_one() -> None:
 def test_a_party_copies_the_same_shard_as_the_whole_partition_gives(partition: str) -> None:
     spec = SMALL.model_copy(update={"partition": partition})
     shards, test, classes = load_shards(spec, 4)
+    # the eager way, independent of the selections: the whole split copied, then subsets
+    split = load_split(spec.dataset, seed=spec.seed, test_fraction=spec.test_fraction, sample_limit=600)
+    eager = [split.train.subset(i) for i in partition_indices(split.train.labels, 4, partition, spec.seed)]
 
     assert shard_sizes(spec, 4) == [len(s) for s in shards]
     for index, shard in enumerate(shards):
         own, own_test, own_classes = load_shard(spec, 4, index)
-        assert np.array_equal(own.images, shard.images)
-        assert np.array_equal(own.labels, shard.labels)
-        assert np.array_equal(own_test.load().images, test.images)
+        for got in (own, shard):
+            assert np.array_equal(got.images, eager[index].images)
+            assert np.array_equal(got.labels, eager[index].labels)
+        assert np.array_equal(own_test.load().images, split.test.images)
+        assert np.array_equal(test.images, split.test.images)
         assert own_classes == classes
