@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 import psutil
 import pytest
+from botocore.exceptions import ClientError
 
 from hydrafed import errors
 from hydrafed.storage.base import sha256_file
@@ -76,6 +77,38 @@ def test_peer_read_key_reads_but_the_server_refuses_writes_and_deletes(
     with pytest.raises(errors.AccessDeniedError):
         bob_reads_alice.stat("party-c", "anything")  # a read key for party-a only
     assert alice.list("party-a", "ro/1/") == [alice.list("party-a", "ro/1/")[0]]
+
+
+def test_peers_sharing_one_reader_client_are_each_held_to_their_own_read_keys(
+    seaweedfs: SeaweedS3, tmp_path: Path
+) -> None:
+    update = tmp_path / "u"
+    for party in ("party-a", "party-c"):
+        update.write_bytes(party.encode())
+        _owner(seaweedfs, party).put(party, "rounds/1/u", update)
+    keys = {owner: seaweedfs.readers[(owner, "party-b")] for owner in ("party-a", "party-c")}
+
+    def grant(owner: str, bucket: str) -> S3Store:
+        return S3Store(
+            endpoint=seaweedfs.endpoint,
+            access_key_id=keys[owner].access_key_id,
+            secret_access_key=keys[owner].secret_access_key,
+            read_only=(bucket, "rounds/"),
+        )
+
+    reads_a, reads_c = grant("party-a", "party-a"), grant("party-c", "party-c")
+    # party-a's read key, with a client-side scope that lets it try party-c's bucket
+    a_key_on_c = grant("party-a", "party-c")
+
+    assert reads_a.client is reads_c.client is a_key_on_c.client
+    assert reads_a.get_bytes("party-a", "rounds/1/u", max_bytes=64)[0] == b"party-a"
+    assert reads_c.get_bytes("party-c", "rounds/1/u", max_bytes=64)[0] == b"party-c"
+    with pytest.raises(errors.AccessDeniedError, match="party-c/rounds/1/u"):
+        a_key_on_c.get_bytes("party-c", "rounds/1/u", max_bytes=64)  # the server refuses party-a's key
+    with pytest.raises(ClientError, match="403"):
+        reads_c.client.head_object(
+            Bucket="party-c", Key="rounds/1/u"
+        )  # outside a store: the reader's own key
 
 
 def test_corrupted_object_is_rejected_by_its_recorded_sha256(seaweedfs: SeaweedS3, tmp_path: Path) -> None:

@@ -1,12 +1,16 @@
-"""s3: the parsed S3 model is loaded once per process tree, and forked children reuse it."""
+"""s3: the parsed S3 model is loaded once per process tree, forked children reuse it, and the
+read-only stores of one endpoint share a client but sign with their own keys."""
 
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
 import botocore.loaders
 import pytest
 
+from hydrafed import errors
 from hydrafed.storage import s3
 
 pytestmark = pytest.mark.unit
@@ -39,3 +43,41 @@ def test_sessions_share_the_process_loader() -> None:
     session = s3._session(os.getpid())
 
     assert session._session.get_component("data_loader") is s3._loader
+
+
+def test_read_only_stores_share_a_client_and_sign_each_request_with_their_own_keys() -> None:
+    def store(key_id: str, read_only: tuple[str, str] | None) -> s3.S3Store:
+        return s3.S3Store(
+            endpoint="http://127.0.0.1:9",
+            access_key_id=key_id,
+            secret_access_key="s",
+            read_only=read_only,
+            max_attempts=1,
+        )
+
+    stores = {f"PEER{i}": store(f"PEER{i}", ("b", "p/")) for i in range(4)} | {"OWNER": store("OWNER", None)}
+    shared = stores["PEER0"].client
+    assert all(stores[f"PEER{i}"].client is shared for i in range(4)) and stores["OWNER"].client is not shared
+    caller = threading.local()
+    signed: dict[str, list[str]] = {}
+
+    def record(request: Any, **_: Any) -> None:  # runs in the calling thread, just before sending
+        key_id = request.headers["Authorization"].decode().split("Credential=")[1].split("/")[0]
+        signed.setdefault(caller.name, []).append(key_id)
+
+    for client in (shared, stores["OWNER"].client):
+        client.meta.events.register("before-send.s3", record)
+
+    def stat_three_times(name: str) -> None:
+        caller.name = name
+        for _ in range(3):
+            with pytest.raises(errors.UnavailableError):  # nothing listens on port 9
+                stores[name].stat("b", "p/u")
+
+    threads = [threading.Thread(target=stat_three_times, args=(name,)) for name in stores]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert signed == {name: [name] * 3 for name in stores}
