@@ -46,3 +46,36 @@ def test_parties_fork_from_a_server_that_preloaded_and_froze_the_heavy_modules()
     assert preloaded == list(processes.HEAVY)
     assert frozen > 100_000
     assert child.exitcode == 0
+
+
+_GPU_LIBRARY_PSS = """
+import sys
+import torch
+from hydrafed.worker import processes
+
+def gpu_pss_kib() -> int:
+    total, counted = 0, False
+    for line in open("/proc/self/smaps"):
+        if not line[0].isupper():
+            counted = len(line.split()) == 6 and processes._gpu_library(line.split()[5])
+        elif line.startswith("Pss:") and counted:
+            total += int(line.split()[1])
+    return total
+
+before = gpu_pss_kib()
+advised = processes.release_gpu_library_pages()
+after = gpu_pss_kib()
+still_computes = float((torch.ones(64, 784) @ torch.ones(784, 10)).sum())
+print(before, after, advised, still_computes)
+"""
+
+
+@pytest.mark.skipif(processes.has_nvidia_device(), reason="a GPU machine keeps CUDA's pages")
+def test_the_fork_server_pages_out_the_cuda_libraries_that_importing_torch_read() -> None:
+    out = subprocess.run([sys.executable, "-c", _GPU_LIBRARY_PSS], capture_output=True, text=True, check=True)
+    before, after, advised, computed = out.stdout.split()
+
+    assert int(before) > 50 * 1024  # KiB: importing the CUDA torch wheel reads this much of CUDA's libraries
+    assert int(after) < int(before) / 10
+    assert int(advised) > 0
+    assert float(computed) == 64 * 784 * 10  # torch on the CPU works as before
