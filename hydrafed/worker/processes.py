@@ -18,6 +18,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import functools
 import gc
 import importlib
 import multiprocessing
@@ -113,7 +114,7 @@ def release_freed_memory() -> None:
     of freed heap that the party would otherwise hold for the whole run (x N parties).
     """
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        _libc().malloc_trim(0)
 
 
 _MADV_PAGEOUT = 21
@@ -138,7 +139,7 @@ def release_gpu_library_pages() -> int:
     """
     if has_nvidia_device():
         return 0
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = _libc()
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     advised = 0
     with contextlib.suppress(OSError), Path("/proc/self/maps").open(encoding="utf-8") as maps:
@@ -156,6 +157,13 @@ def has_nvidia_device() -> bool:
     with contextlib.suppress(OSError):
         return any(entry.name.startswith("nvidia") for entry in Path("/dev").iterdir())
     return False
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    """The C library this process already runs on (glibc on Linux; Python's stdlib mmap of 3.11
+    has no MADV_PAGEOUT, and malloc_trim has no wrapper at all)."""
+    return ctypes.CDLL(None)
 
 
 def lower_priority() -> None:

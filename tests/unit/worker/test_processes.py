@@ -48,34 +48,42 @@ def test_parties_fork_from_a_server_that_preloaded_and_froze_the_heavy_modules()
     assert child.exitcode == 0
 
 
-_GPU_LIBRARY_PSS = """
-import sys
+_GPU_LIBRARY_PAGES = """
 import torch
 from hydrafed.worker import processes
 
-def gpu_pss_kib() -> int:
-    total, counted = 0, False
+def gpu_mappings() -> tuple[int, int]:
+    size = pss = 0
+    counted = False
     for line in open("/proc/self/smaps"):
+        fields = line.split()
         if not line[0].isupper():
-            counted = len(line.split()) == 6 and processes._gpu_library(line.split()[5])
+            counted = len(fields) == 6 and processes._gpu_library(fields[5])
+            if counted:
+                low, high = (int(address, 16) for address in fields[0].split("-"))
+                size += high - low
         elif line.startswith("Pss:") and counted:
-            total += int(line.split()[1])
-    return total
+            pss += int(fields[1])
+    return size, pss
 
-before = gpu_pss_kib()
+size, before = gpu_mappings()
 advised = processes.release_gpu_library_pages()
-after = gpu_pss_kib()
+_, after = gpu_mappings()
 still_computes = float((torch.ones(64, 784) @ torch.ones(784, 10)).sum())
-print(before, after, advised, still_computes)
+print(size, advised, before, after, still_computes)
 """
 
 
 @pytest.mark.skipif(processes.has_nvidia_device(), reason="a GPU machine keeps CUDA's pages")
-def test_the_fork_server_pages_out_the_cuda_libraries_that_importing_torch_read() -> None:
-    out = subprocess.run([sys.executable, "-c", _GPU_LIBRARY_PSS], capture_output=True, text=True, check=True)
-    before, after, advised, computed = out.stdout.split()
+def test_the_fork_server_advises_the_kernel_to_page_out_every_cuda_library_mapping() -> None:
+    command = [sys.executable, "-c", _GPU_LIBRARY_PAGES]
+    size, advised, before, after, computed = subprocess.run(
+        command, capture_output=True, text=True, check=True
+    ).stdout.split()
 
-    assert int(before) > 50 * 1024  # KiB: importing the CUDA torch wheel reads this much of CUDA's libraries
-    assert int(after) < int(before) / 10
-    assert int(advised) > 0
+    assert int(size) > 1 << 30  # bytes: the CUDA torch wheel maps over a GiB of CUDA's libraries
+    assert int(advised) == int(size)  # every mapping of them advised, none refused
+    # How much the kernel then reclaims is its call (it skips pages another process maps, or
+    # that are not yet on its LRU lists): measured in docs/storage.md, not asserted here.
+    assert int(after) <= int(before)
     assert float(computed) == 64 * 784 * 10  # torch on the CPU works as before
