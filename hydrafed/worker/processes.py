@@ -69,7 +69,7 @@ def preload() -> None:
     for name in HEAVY:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
-    release_gpu_library_pages()
+    release_import_pages()
     gc.collect()
     gc.freeze()
     # The server holds nothing to flush or clean up when simulate ends; a full interpreter
@@ -124,28 +124,43 @@ is swapped."""
 
 
 def _gpu_library(path: str) -> bool:
-    """CUDA's libraries as the PyPI torch wheel ships them: the nvidia-* wheels and torch's own."""
-    return "/site-packages/nvidia/" in path or Path(path).name.startswith(("libtorch_cuda", "libc10_cuda"))
+    """CUDA's libraries as the PyPI torch wheel ships them: the nvidia-* wheels, cuda-python's
+    bindings and torch's own."""
+    return (
+        "/site-packages/nvidia/" in path
+        or "/site-packages/cuda/" in path
+        or Path(path).name.startswith(("libtorch_cuda", "libc10_cuda"))
+    )
 
 
-def release_gpu_library_pages() -> int:
-    """On a machine without an NVIDIA device, page out what importing torch read of CUDA's libraries.
+def _torch_cpu_library(path: str) -> bool:
+    """torch's CPU libraries: importing torch reads ~50 MiB of them (operator registration, type
+    tables) that a party never touches again; what a party runs it faults back in, shared."""
+    return Path(path).name.startswith(("libtorch_cpu", "libtorch_python"))
+
+
+def release_import_pages() -> int:
+    """Page out what importing torch read of libraries that the parties use little or not at all.
 
     The PyPI torch wheel links CUDA; importing it maps cuBLASLt, NVRTC, nvJitLink and the rest and
     the dynamic loader reads 110-250 MiB of them (relocations, symbol tables), which the fork
-    server then held for the whole run although no party calls into them. Paging them out takes
-    ~30 ms; were they ever used, they would fault back in from the files. Returns the bytes of
-    the mappings advised (0 where there is a GPU or no /proc).
+    server then held for the whole run although no party calls into them (on a machine without
+    an NVIDIA device; where there is one they stay). Of torch's CPU libraries the import read
+    ~50 MiB that only the server held: the parties fault in the few pages they run, from the
+    page cache or the file, and share them. Paging out takes ~30 ms; returns the bytes of the
+    mappings advised (0 without /proc).
     """
-    if has_nvidia_device():
-        return 0
+    page_out_cuda = not has_nvidia_device()
     libc = _libc()
     libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     advised = 0
     with contextlib.suppress(OSError), Path("/proc/self/maps").open(encoding="utf-8") as maps:
         for line in maps:
             fields = line.split(maxsplit=5)
-            if len(fields) == 6 and _gpu_library(fields[5].strip()):
+            if len(fields) != 6:
+                continue
+            path = fields[5].strip()
+            if _torch_cpu_library(path) or (page_out_cuda and _gpu_library(path)):
                 low, high = (int(address, 16) for address in fields[0].split("-"))
                 if libc.madvise(low, high - low, _MADV_PAGEOUT) == 0:
                     advised += high - low

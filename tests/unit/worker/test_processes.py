@@ -6,8 +6,10 @@ import gc
 import multiprocessing.queues
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from hydrafed.worker import processes
 
@@ -48,17 +50,19 @@ def test_parties_fork_from_a_server_that_preloaded_and_froze_the_heavy_modules()
     assert child.exitcode == 0
 
 
-_GPU_LIBRARY_PAGES = """
+_IMPORT_PAGES = """
 import torch
 from hydrafed.worker import processes
 
-def gpu_mappings() -> tuple[int, int]:
+def paged_mappings() -> tuple[int, int]:
     size = pss = 0
     counted = False
     for line in open("/proc/self/smaps"):
         fields = line.split()
         if not line[0].isupper():
-            counted = len(fields) == 6 and processes._gpu_library(fields[5])
+            counted = len(fields) == 6 and (
+                processes._gpu_library(fields[5]) or processes._torch_cpu_library(fields[5])
+            )
             if counted:
                 low, high = (int(address, 16) for address in fields[0].split("-"))
                 size += high - low
@@ -66,24 +70,33 @@ def gpu_mappings() -> tuple[int, int]:
             pss += int(fields[1])
     return size, pss
 
-size, before = gpu_mappings()
-advised = processes.release_gpu_library_pages()
-_, after = gpu_mappings()
+size, before = paged_mappings()
+advised = processes.release_import_pages()
+_, after = paged_mappings()
 still_computes = float((torch.ones(64, 784) @ torch.ones(784, 10)).sum())
 print(size, advised, before, after, still_computes)
 """
 
 
 @pytest.mark.skipif(processes.has_nvidia_device(), reason="a GPU machine keeps CUDA's pages")
-def test_the_fork_server_advises_the_kernel_to_page_out_every_cuda_library_mapping() -> None:
-    command = [sys.executable, "-c", _GPU_LIBRARY_PAGES]
+def test_the_fork_server_advises_the_kernel_to_page_out_every_cuda_and_torch_library_mapping() -> None:
+    command = [sys.executable, "-c", _IMPORT_PAGES]
     size, advised, before, after, computed = subprocess.run(
         command, capture_output=True, text=True, check=True
     ).stdout.split()
 
     assert int(size) > 1 << 30  # bytes: the CUDA torch wheel maps over a GiB of CUDA's libraries
-    assert int(advised) == int(size)  # every mapping of them advised, none refused
+    assert int(advised) == int(size)  # every mapping of them and of torch's CPU libraries, none refused
     # How much the kernel then reclaims is its call (it skips pages another process maps, or
     # that are not yet on its LRU lists): measured in docs/storage.md, not asserted here.
     assert int(after) <= int(before)
     assert float(computed) == 64 * 784 * 10  # torch on the CPU works as before
+
+
+def test_torch_cpu_libraries_are_paged_out_and_python_is_not() -> None:
+    lib = Path(torch.__file__).parent / "lib"
+
+    assert processes._torch_cpu_library(str(lib / "libtorch_cpu.so"))
+    assert processes._torch_cpu_library(str(lib / "libtorch_python.so"))
+    assert not processes._torch_cpu_library(str(lib / "libc10.so"))  # the parties run on it
+    assert not processes._torch_cpu_library("/usr/lib/x86_64-linux-gnu/libpython3.11.so.1.0")
