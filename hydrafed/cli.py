@@ -244,6 +244,12 @@ def simulate(
 
     from hydrafed.worker import processes
 
+    weed_ports = None
+    if store == "seaweedfs":  # the fork server builds the parties' S3 client for this endpoint
+        from hydrafed.storage import S3_PRELOAD_ENDPOINT_ENV, seaweedfs
+
+        weed_ports = seaweedfs.reserve_ports()
+        os.environ[S3_PRELOAD_ENDPOINT_ENV] = seaweedfs.endpoint_of(weed_ports)
     processes.start_early()  # the parties' imports (torch) overlap the devnet's start-up below
     signal.signal(signal.SIGTERM, _interrupted)  # SIGTERM cleans up like Ctrl-C
 
@@ -255,7 +261,14 @@ def simulate(
         federation = settlement.with_devnet_assets(federation, parties, escrow=escrow, nft=nft)
     sim.run_simulation(
         federation,
-        sim.SimulateOptions(parties=parties, out=out, api_port=api_port, baselines=baselines, store=store),
+        sim.SimulateOptions(
+            parties=parties,
+            out=out,
+            api_port=api_port,
+            baselines=baselines,
+            store=store,
+            weed_ports=weed_ports,
+        ),
     )
 
 

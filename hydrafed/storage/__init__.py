@@ -16,10 +16,11 @@ from pathlib import Path
 
 from hydrafed import errors
 from hydrafed.spec import StorageBackend, StorageSpec
-from hydrafed.storage.base import ObjectInfo, UpdateStore, sha256_file, split_uri
+from hydrafed.storage.base import S3_PRELOAD_ENDPOINT_ENV, ObjectInfo, UpdateStore, sha256_file, split_uri
 from hydrafed.storage.local import LocalStore, open_local_grant
 
 __all__ = [
+    "S3_PRELOAD_ENDPOINT_ENV",
     "LocalStore",
     "ObjectInfo",
     "UpdateStore",

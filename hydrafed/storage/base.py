@@ -21,6 +21,11 @@ from hydrafed import errors
 CHUNK_BYTES = 1 << 20
 """Read/write granularity of streamed copies and hashing: memory stays bounded by this."""
 
+S3_PRELOAD_ENDPOINT_ENV = "HYDRAFED_S3_PRELOAD_ENDPOINT"
+"""An S3 endpoint whose client ``hydrafed.storage.s3`` builds and warms when it is imported.
+``hydrafed simulate --store seaweedfs`` sets it before starting its fork server, so that every
+party inherits that client instead of building its own (here: named without importing boto3)."""
+
 
 @dataclass(frozen=True)
 class ObjectInfo:

@@ -18,7 +18,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,18 @@ WEED_GOGC = "25"
 rounds of 29 x 28 update GETs its PSS peaked at 209 MiB instead of 332-392 MiB, for the same
 CPU (5.8 s against 5.7 s). A GOMEMLIMIT of 128-256 MiB held it at 129 MiB but cost 7x the CPU."""
 
+
+def reserve_ports() -> dict[str, int]:
+    """Free ports for every listener ``weed mini`` opens, chosen before it starts (``start(ports=)``):
+    simulate names the S3 endpoint to its fork server before SeaweedFS is up."""
+    return {flag: free_port() for flag in _PORT_FLAGS}
+
+
+def endpoint_of(ports: Mapping[str, int]) -> str:
+    """The S3 endpoint ``weed mini`` serves on these ports."""
+    return f"http://127.0.0.1:{ports['s3.port']}"
+
+
 ALL_PEERS = "all"
 """``reader_for`` value of the read-only key that every peer of a bucket shares."""
 
@@ -97,12 +109,18 @@ class SeaweedS3:
 
     @classmethod
     def start(
-        cls, workdir: Path, parties: Sequence[str], *, timeout: float = 60.0, cache_mb: int = S3_CACHE_MB
+        cls,
+        workdir: Path,
+        parties: Sequence[str],
+        *,
+        timeout: float = 60.0,
+        cache_mb: int = S3_CACHE_MB,
+        ports: Mapping[str, int] | None = None,
     ) -> SeaweedS3:
         """Start SeaweedFS with an owner per party and a read-only key per (owner, peer) pair.
 
         ``cache_mb``: the S3 gateway's chunk cache (0 turns it off; bench.storage_throughput
-        --get-cpu compares both).
+        --get-cpu compares both). ``ports``: from ``reserve_ports`` (fresh ones by default).
         """
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         if not Path(weed).exists():
@@ -147,7 +165,7 @@ class SeaweedS3:
         with os.fdopen(fd, "w") as fh:
             fh.write(json.dumps({"identities": identities}))
         config.chmod(0o600)
-        ports = {flag: free_port() for flag in _PORT_FLAGS}
+        ports = dict(ports) if ports is not None else reserve_ports()
         data = workdir / "data"
         data.mkdir(exist_ok=True)
         log_path = workdir / "weed.log"
@@ -177,7 +195,7 @@ class SeaweedS3:
         )
         log.close()
         server = cls(
-            endpoint=f"http://127.0.0.1:{ports['s3.port']}",
+            endpoint=endpoint_of(ports),
             owners=owners,
             readers=readers,
             admin=admin,

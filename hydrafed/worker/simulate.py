@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
@@ -65,6 +66,9 @@ class SimulateOptions:
     store: str = "local"
     """Where the parties' buckets live: ``local`` directories, ``seaweedfs`` (a real S3 server) or
     ``storj`` (a local Storj network: a project and grant per party, peers read through shares)."""
+    weed_ports: Mapping[str, int] | None = None
+    """SeaweedFS's ports when chosen before the run (``seaweedfs.reserve_ports``): the CLI names
+    the S3 endpoint to the fork server before SeaweedFS starts (storage.S3_PRELOAD_ENDPOINT_ENV)."""
 
 
 STORES = simulate_args.STORES
@@ -96,7 +100,7 @@ def _open_buckets(
     else:  # seaweedfs (run_simulation checked the name)
         from hydrafed.storage import seaweedfs
 
-        server = seaweedfs.SeaweedS3.start(work / "seaweedfs", names)
+        server = seaweedfs.SeaweedS3.start(work / "seaweedfs", names, ports=options.weed_ports)
         stack.callback(server.stop)
         storage_spec = StorageSpec(backend=StorageBackend.S3, endpoint=server.endpoint, path_style=True)
         credentials = {n: server.credentials(n, reader_for=seaweedfs.ALL_PEERS) for n in names}

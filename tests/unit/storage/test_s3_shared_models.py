@@ -1,9 +1,13 @@
-"""s3: the parsed S3 model is loaded once per process tree, forked children reuse it, and the
-read-only stores of one endpoint share a client but sign with their own keys."""
+"""s3: the parsed S3 model is loaded once per process tree, forked children reuse it, the stores
+of one endpoint share a client but sign with their own keys, and a fork server's prebuilt
+client crosses the fork without ever having opened a connection."""
 
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -11,7 +15,7 @@ import botocore.loaders
 import pytest
 
 from hydrafed import errors
-from hydrafed.storage import s3
+from hydrafed.storage import S3_PRELOAD_ENDPOINT_ENV, s3
 
 pytestmark = pytest.mark.unit
 
@@ -31,7 +35,7 @@ def test_a_forked_child_builds_clients_without_parsing_the_s3_model_again() -> N
                 endpoint="http://127.0.0.1:9", access_key_id="r", secret_access_key="s", read_only=("b", "p/")
             )
             fresh_session = s3._session(os.getpid()) is not s3._session(os.getppid())
-            status = 0 if fresh_session and store.client is not peer.client else 2
+            status = 0 if fresh_session and store.client is peer.client else 2
         finally:
             os._exit(status)
     _, status = os.waitpid(pid, 0)
@@ -45,7 +49,7 @@ def test_sessions_share_the_process_loader() -> None:
     assert session._session.get_component("data_loader") is s3._loader
 
 
-def test_read_only_stores_share_a_client_and_sign_each_request_with_their_own_keys() -> None:
+def test_the_stores_of_an_endpoint_share_a_client_and_sign_each_request_with_their_own_keys() -> None:
     def store(key_id: str, read_only: tuple[str, str] | None) -> s3.S3Store:
         return s3.S3Store(
             endpoint="http://127.0.0.1:9",
@@ -56,8 +60,8 @@ def test_read_only_stores_share_a_client_and_sign_each_request_with_their_own_ke
         )
 
     stores = {f"PEER{i}": store(f"PEER{i}", ("b", "p/")) for i in range(4)} | {"OWNER": store("OWNER", None)}
-    shared = stores["PEER0"].client
-    assert all(stores[f"PEER{i}"].client is shared for i in range(4)) and stores["OWNER"].client is not shared
+    shared = stores["OWNER"].client
+    assert all(store.client is shared for store in stores.values())
     caller = threading.local()
     signed: dict[str, list[str]] = {}
 
@@ -65,8 +69,7 @@ def test_read_only_stores_share_a_client_and_sign_each_request_with_their_own_ke
         key_id = request.headers["Authorization"].decode().split("Credential=")[1].split("/")[0]
         signed.setdefault(caller.name, []).append(key_id)
 
-    for client in (shared, stores["OWNER"].client):
-        client.meta.events.register("before-send.s3", record)
+    shared.meta.events.register("before-send.s3", record)
 
     def stat_three_times(name: str) -> None:
         caller.name = name
@@ -81,3 +84,36 @@ def test_read_only_stores_share_a_client_and_sign_each_request_with_their_own_ke
         thread.join()
 
     assert signed == {name: [name] * 3 for name in stores}
+
+
+_PREBUILT = """
+import os, socket, sys
+from hydrafed.storage import S3_PRELOAD_ENDPOINT_ENV, s3
+
+[(endpoint, client)] = s3._prebuilt.items()
+pid = os.fork()
+if pid == 0:  # like a party forked from the fork server
+    store = s3.S3Store(endpoint=endpoint[0], access_key_id="k", secret_access_key="s")
+    os._exit(0 if store.client is client else 3)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status), endpoint == (sys.argv[1], "us-east-1", True, 5))
+"""
+
+
+def test_the_fork_servers_prebuilt_client_is_warmed_without_a_connection_and_inherited() -> None:
+    # Prepare: a listener on the endpoint that counts the connections made to it
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.5)
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = {**os.environ, S3_PRELOAD_ENDPOINT_ENV: endpoint}
+
+    # Execute: import s3 with the endpoint named (as simulate's fork server does), fork a party
+    out = subprocess.run(
+        [sys.executable, "-c", _PREBUILT, endpoint], env=env, capture_output=True, text=True, check=True
+    )
+
+    # Assert: the child took the prebuilt client, for this endpoint; nothing ever connected
+    assert out.stdout.split() == ["0", "True"]
+    with pytest.raises(TimeoutError):
+        listener.accept()
+    listener.close()
