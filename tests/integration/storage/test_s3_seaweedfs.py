@@ -266,7 +266,7 @@ def test_multipart_object_round_trips_and_parallel_download_detects_corruption(
     assert not (tmp_path / "down2").exists()
 
 
-def test_small_put_is_one_request_and_weed_runs_with_its_cache_and_gogc(
+def test_small_put_is_one_request_and_weed_runs_with_its_cache_gogc_and_filer_store(
     seaweedfs: SeaweedS3, tmp_path: Path
 ) -> None:
     # Prepare: an update-sized object, and every request the client sends
@@ -286,6 +286,8 @@ def test_small_put_is_one_request_and_weed_runs_with_its_cache_and_gogc(
     assert store.stat("party-a", "rounds/1/small").sha256 == info.sha256 == sha256_file(src)
     assert f"GOGC={os.environ.get('GOGC', '25')}".encode() in environ
     assert b"-s3.cacheCapacityMB=64" in cmdline
+    assert "skipping default store dir" in seaweedfs.log_path.read_text()  # leveldb2's: filer.toml's store
+    assert (seaweedfs.log_path.parent / "filer").is_dir()
 
 
 def test_weed_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
