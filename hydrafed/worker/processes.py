@@ -21,12 +21,14 @@ import ctypes
 import functools
 import gc
 import importlib
+import mmap
 import multiprocessing
 import multiprocessing.context
 import multiprocessing.forkserver
 import os
 import select
 import signal
+import struct
 import threading
 import time
 from pathlib import Path
@@ -70,6 +72,7 @@ def preload() -> None:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
     release_import_pages()
+    discard_cublaslt_static_data()
     gc.collect()
     gc.freeze()
     # The server holds nothing to flush or clean up when simulate ends; a full interpreter
@@ -165,6 +168,73 @@ def release_import_pages() -> int:
                 if libc.madvise(low, high - low, _MADV_PAGEOUT) == 0:
                     advised += high - low
     return advised
+
+
+_MADV_DONTNEED = 4
+"""madvise(2) advice: drop these pages; an anonymous page read again is a fresh zero page."""
+
+
+def _bss_spans(path: str, mapped_at: int) -> list[tuple[int, int]]:
+    """The page-aligned spans of a loaded ELF64 library's .bss: the zero-filled tails of its
+    loadable segments, which the dynamic loader maps anonymously. ``mapped_at``: where the
+    file's first page is mapped."""
+    with Path(path).open("rb") as elf:
+        header = elf.read(64)
+        if header[:4] != b"\x7fELF" or header[4:6] != b"\x02\x01":  # 64-bit, little-endian only
+            return []
+        (table_offset,) = struct.unpack_from("<Q", header, 32)
+        entry_size, entries = struct.unpack_from("<HH", header, 54)
+        elf.seek(table_offset)
+        table = elf.read(entry_size * entries)
+    loads = [
+        struct.unpack_from("<IIQQQQQQ", table, i * entry_size)
+        for i in range(entries)
+        if struct.unpack_from("<I", table, i * entry_size)[0] == 1  # PT_LOAD
+    ]
+    if not loads:
+        return []
+    page = mmap.PAGESIZE
+    base = mapped_at - loads[0][3] // page * page
+    spans = []
+    for _, _, _, vaddr, _, file_size, memory_size, _ in loads:
+        start = -(-(base + vaddr + file_size) // page) * page
+        end = -(-(base + vaddr + memory_size) // page) * page
+        if end > start:
+            spans.append((start, end))
+    return spans
+
+
+def discard_cublaslt_static_data() -> int:
+    """Without an NVIDIA device, drop what cuBLASLt wrote into its .bss when it was loaded.
+
+    Its static initialisers fill ~88 MiB of its .bss as torch is imported (torch links it); a fork
+    server's children inherit those pages, so at N=29 they were ~90 MiB of the tree's summed PSS
+    for a library that no process here can call (there is no device). Dropping them frees the
+    memory; a page read again is zero. Only cuBLASLt's: its static objects, zeroed, survived
+    torch's CPU work and a normal interpreter exit, where zeroing every CUDA library's .bss
+    (3 MiB more) crashed that exit in their destructors. Returns the bytes discarded.
+    """
+    if has_nvidia_device():
+        return 0
+    maps: list[tuple[int, int, str, int]] = []
+    with contextlib.suppress(OSError), Path("/proc/self/maps").open(encoding="utf-8") as lines:
+        for line in lines:
+            fields = line.split(maxsplit=5)
+            low, high = (int(address, 16) for address in fields[0].split("-"))
+            maps.append((low, high, fields[5].strip() if len(fields) == 6 else "", int(fields[2], 16)))
+    libc = _libc()
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    discarded = 0
+    for low, _, path, offset in maps:
+        if offset != 0 or not Path(path).name.startswith("libcublasLt") or not _gpu_library(path):
+            continue
+        with contextlib.suppress(OSError, struct.error):
+            for span in _bss_spans(path, low):
+                for anon_low, anon_high, name, _ in maps:  # only anonymous pages inside the span
+                    start, end = max(anon_low, span[0]), min(anon_high, span[1])
+                    if not name and start < end and libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+                        discarded += end - start
+    return discarded
 
 
 def has_nvidia_device() -> bool:
