@@ -98,8 +98,8 @@ It caches the parsed JSON of the S3 model, its endpoint rules and the partitions
 when this module is imported (``_warm``), which in ``hydrafed simulate`` happens in the fork
 server: the parties then inherit the parsed data instead of each parsing it again. Measured in a
 child forked from the server: its first client cost 22.2 MiB and 78 ms of CPU cold, 8.8 MiB and
-22 ms warm (28 more clients: ~0.4 MiB each either way; a party's peers now share one,
-``_reader``). ``hydrafed.storage`` imports this module lazily, so only a process about to open
+22 ms warm (28 more clients: ~0.4 MiB each either way; a party's stores now share one,
+``_shared``). ``hydrafed.storage`` imports this module lazily, so only a process about to open
 an S3 store pays for the warming, and the fork server, which preloads it for every simulate run
 (``worker.processes.HEAVY``), local buckets included."""
 
@@ -318,8 +318,8 @@ class S3Store:
 
     @contextmanager
     def _mapped(self, what: str) -> Iterator[None]:
-        """Turn botocore failures into typed hydrafed errors that name the object; a read-only
-        every request made inside is signed with this store's keys (``_shared``)."""
+        """Turn botocore failures into typed hydrafed errors that name the object; every request
+        made inside is signed with this store's keys (``_shared``)."""
         signing = _request_keys.set(self._keys)
         try:
             yield
