@@ -74,6 +74,11 @@ SHA256_META = "sha256"
 PART_BYTES = 16 << 20
 """Multipart part size; Storj's gateway prefers 64 MiB parts (one segment each)."""
 
+REGION = "us-east-1"
+"""The region a store signs for when its spec or grant names none."""
+MAX_ATTEMPTS = 5
+"""botocore's attempts per request (standard retry mode)."""
+
 _T = TypeVar("_T")
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "NotFound", "404", "NoSuchUpload"}
 _DENIED = {
@@ -227,18 +232,20 @@ def _prebuild(endpoint: _Endpoint) -> None:
 
 
 def _warm() -> None:
-    """Fill ``_loader`` by building one client (no request is sent, no credentials are looked up),
-    and prebuild the shared client of ``S3_PRELOAD_ENDPOINT_ENV`` where it is set."""
+    """Fill ``_loader`` by building one client: the shared client of ``S3_PRELOAD_ENDPOINT_ENV``
+    where it is set (for the stores ``open_store`` makes from a spec with its defaults), else a
+    throwaway one (no request is sent, no credentials are looked up)."""
+    preload = os.environ.get(S3_PRELOAD_ENDPOINT_ENV)
     with contextlib.suppress(BotoCoreError, ValueError):
+        if preload:
+            _prebuild((preload, REGION, True, MAX_ATTEMPTS))
+            return
         _client(
             endpoint_url="http://127.0.0.1:9",
             aws_access_key_id="warm",
             aws_secret_access_key="warm",  # noqa: S106 (no request is made: nothing to authenticate)
-            config=_config(region="us-east-1", path_style=True, max_attempts=5),
+            config=_config(region=REGION, path_style=True, max_attempts=MAX_ATTEMPTS),
         )
-        preload = os.environ.get(S3_PRELOAD_ENDPOINT_ENV)
-        if preload:
-            _prebuild((preload, "us-east-1", True, 5))
 
 
 _warm()
@@ -265,7 +272,7 @@ class S3Store:
         endpoint: str | None,
         access_key_id: str,
         secret_access_key: str,
-        region: str = "us-east-1",
+        region: str = REGION,
         path_style: bool = True,
         session_token: str | None = None,
         read_access_key_id: str | None = None,
@@ -275,7 +282,7 @@ class S3Store:
         part_bytes: int = PART_BYTES,
         max_concurrency: int = 4,
         download_threads: int = 8,
-        max_attempts: int = 5,
+        max_attempts: int = MAX_ATTEMPTS,
         stream_attempts: int = 3,
     ):
         self.endpoint = endpoint
@@ -317,29 +324,42 @@ class S3Store:
         check_read_scope(self._read_only, self._not_after, bucket, key)
 
     @contextmanager
+    def _signing(self) -> Iterator[None]:
+        """Every request made inside, on this thread or the transfer manager's, is signed with this
+        store's keys (``_shared``)."""
+        token = _request_keys.set(self._keys)
+        try:
+            yield
+        finally:
+            _request_keys.reset(token)
+
+    @contextmanager
     def _mapped(self, what: str) -> Iterator[None]:
         """Turn botocore failures into typed hydrafed errors that name the object; every request
         made inside is signed with this store's keys (``_shared``)."""
-        signing = _request_keys.set(self._keys)
-        try:
-            yield
-        except ClientError as exc:
-            raise _map_client_error(exc, what) from exc
-        except (S3UploadFailedError, RetriesExceededError, TransferRetriesExceededError) as exc:
-            cause = exc.__cause__ or exc.__context__
-            if isinstance(cause, ClientError):
-                raise _map_client_error(cause, what) from exc
-            raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
-        except EndpointConnectionError as exc:
-            raise errors.UnavailableError(f"{what}: cannot reach S3 endpoint {self.endpoint}: {exc}") from exc
-        except (BotoConnectionError, HTTPClientError) as exc:  # timeouts, dropped connections, broken bodies
-            raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
-        except (NoCredentialsError, ParamValidationError) as exc:
-            raise errors.ConfigError(f"{what}: {exc}: check the storage credentials and names") from exc
-        except BotoCoreError as exc:
-            raise errors.StorageError(f"{what}: S3 client error: {exc}") from exc
-        finally:
-            _request_keys.reset(signing)
+        with self._signing():
+            try:
+                yield
+            except ClientError as exc:
+                raise _map_client_error(exc, what) from exc
+            except (S3UploadFailedError, RetriesExceededError, TransferRetriesExceededError) as exc:
+                cause = exc.__cause__ or exc.__context__
+                if isinstance(cause, ClientError):
+                    raise _map_client_error(cause, what) from exc
+                raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
+            except EndpointConnectionError as exc:
+                raise errors.UnavailableError(
+                    f"{what}: cannot reach S3 endpoint {self.endpoint}: {exc}"
+                ) from exc
+            except (
+                BotoConnectionError,
+                HTTPClientError,
+            ) as exc:  # timeouts, dropped connections, broken bodies
+                raise errors.UnavailableError(f"{what}: S3 transfer failed after retries: {exc}") from exc
+            except (NoCredentialsError, ParamValidationError) as exc:
+                raise errors.ConfigError(f"{what}: {exc}: check the storage credentials and names") from exc
+            except BotoCoreError as exc:
+                raise errors.StorageError(f"{what}: S3 client error: {exc}") from exc
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
         with self._mapped(what):
@@ -349,11 +369,8 @@ class S3Store:
     # -- UpdateStore ----------------------------------------------------------------------------
     def ensure_bucket(self, bucket: str) -> None:
         self._check_write()
-        signing = _request_keys.set(self._keys)
-        try:
+        with self._signing():
             self._ensure_bucket(bucket)
-        finally:
-            _request_keys.reset(signing)
 
     def _ensure_bucket(self, bucket: str) -> None:
         try:
@@ -620,7 +637,7 @@ def open_s3_grant(grant: Mapping[str, Any]) -> S3Store:
     not_after = grant.get("notAfter")
     return S3Store(
         endpoint=grant.get("endpoint"),
-        region=str(grant.get("region") or "us-east-1"),
+        region=str(grant.get("region") or REGION),
         path_style=bool(grant.get("pathStyle", True)),
         access_key_id=key_id,
         secret_access_key=secret,

@@ -93,7 +93,7 @@ def test_the_fork_server_advises_the_kernel_to_page_out_every_cuda_and_torch_lib
     assert float(computed) == 64 * 784 * 10  # torch on the CPU works as before
 
 
-def test_torch_cpu_libraries_are_paged_out_and_python_is_not() -> None:
+def test_torch_cpu_libraries_are_selected_for_page_out_and_python_is_not() -> None:
     lib = Path(torch.__file__).parent / "lib"
 
     assert processes._torch_cpu_library(str(lib / "libtorch_cpu.so"))
