@@ -7,3 +7,8 @@ aggregates, ``hydrafed.operator`` runs the whole thing on Kubernetes.
 """
 
 __version__ = "0.1.0"
+
+from hydrafed.hydra import pycardano_slim
+
+# Before any module of ours imports pycardano: it then leaves out its chain clients (28 MiB).
+pycardano_slim.install()
