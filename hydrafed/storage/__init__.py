@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 
 from hydrafed import errors
@@ -29,6 +30,7 @@ __all__ = [
     "open_store",
     "read_verified",
     "sha256_file",
+    "share_buckets",
     "split_uri",
 ]
 
@@ -48,6 +50,26 @@ def open_store(spec: StorageSpec, credentials: Mapping[str, str] | None = None) 
 
         return open_storj_store(credentials or {})
     raise errors.ConfigError(f"storage.backend {spec.backend.value!r} is unknown: use local, s3 or storj")
+
+
+def share_buckets(
+    spec: StorageSpec,
+    credentials: Mapping[str, Mapping[str, str]],
+    prefix: str,
+    expiry: timedelta | None = None,
+) -> dict[str, str]:
+    """Owner -> the read grant on ``prefix`` of its own bucket (named after it), made if missing.
+
+    What each organisation's operator does for its own party, done here for several owners at
+    once (``hydrafed simulate``, the in-process engine): ``credentials`` maps each owner to its
+    storage credentials.
+    """
+    grants = {}
+    for owner, keys in credentials.items():
+        store = open_store(spec, keys)
+        store.ensure_bucket(owner)
+        grants[owner] = store.share(owner, prefix, expiry)
+    return grants
 
 
 def open_shared(credential: str) -> UpdateStore:

@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from hydrafed.spec import FederationSpec, StorageBackend, StorageSpec
-from hydrafed.storage import LocalStore, UpdateStore, open_shared
+from hydrafed.storage import LocalStore, UpdateStore, open_shared, share_buckets
 from hydrafed.worker.ledger import InMemoryHead
 from hydrafed.worker.party import Member, PartyConfig, PartyResult, PartyWorker, Progress
 from hydrafed.worker.task import LocalTask
@@ -43,11 +43,8 @@ def run_in_process(
     names = sorted(tasks)
     buckets = Path(work_dir) / "buckets"
     spec = spec.model_copy(update={"storage": StorageSpec(backend=StorageBackend.LOCAL, root=str(buckets))})
-    owner = LocalStore(buckets)
-    grants = {}
-    for name in names:
-        owner.ensure_bucket(name)
-        grants[name] = owner.share(name, f"{fed}/rounds/", timedelta(hours=spec.storage.share_expiry_hours))
+    expiry = timedelta(hours=spec.storage.share_expiry_hours)
+    grants = share_buckets(spec.storage, {n: {} for n in names}, f"{fed}/rounds/", expiry)
     # Key hashes and addresses are the Hydra ledger's business; the in-memory head counts by name.
     caps = max_samples or {}
     members = tuple(

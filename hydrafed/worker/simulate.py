@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -80,7 +80,26 @@ class _Buckets:
 
     storage: StorageSpec
     credentials: dict[str, dict[str, str]]
-    grants: dict[str, str]
+    pending: Future[dict[str, str]]
+    """Owner -> the read grant its peers get (``_share_in_child``)."""
+
+
+def _share_in_child(
+    spec: StorageSpec, credentials: dict[str, dict[str, str]], prefix: str, expiry: timedelta
+) -> dict[str, str]:
+    """``storage.share_buckets`` in a child of the fork server, which has the storage clients
+    imported already (boto3 cost this process 22 MiB for the whole run); the child then exits.
+
+    Run in a thread of its own: a fork server answers once its preload is done (torch: ~2 s),
+    and the head can be opened meanwhile.
+    """
+    with ProcessPoolExecutor(
+        1,
+        mp_context=processes_mod.party_context(),
+        initializer=processes_mod.exit_with,
+        initargs=(os.getpid(),),
+    ) as pool:
+        return pool.submit(storage.share_buckets, spec, credentials, prefix, expiry).result()
 
 
 def _open_buckets(
@@ -104,13 +123,10 @@ def _open_buckets(
         stack.callback(server.stop)
         storage_spec = StorageSpec(backend=StorageBackend.S3, endpoint=server.endpoint, path_style=True)
         credentials = {n: server.credentials(n, reader_for=seaweedfs.ALL_PEERS) for n in names}
-    grants = {}
     expiry = timedelta(hours=spec.storage.share_expiry_hours)
-    for name in names:
-        owner = storage.open_store(storage_spec, credentials[name])
-        owner.ensure_bucket(name)
-        grants[name] = owner.share(name, f"{options.fed}/rounds/", expiry)
-    return _Buckets(storage_spec, credentials, grants)
+    sharing = stack.enter_context(ThreadPoolExecutor(1, thread_name_prefix="hydrafed-buckets"))
+    pending = sharing.submit(_share_in_child, storage_spec, credentials, f"{options.fed}/rounds/", expiry)
+    return _Buckets(storage_spec, credentials, pending)
 
 
 def _import_plotting() -> None:
@@ -307,6 +323,7 @@ def _run_federation(
         party_keys = {n: keys_mod.load_party_keys(work / "devnet" / "parties" / n, n) for n in names}
         head_id = asyncio.run(_open_head(urls, party_keys))
         escrow_state = asyncio.run(settlement.after_open(urls, party_keys, spec, options.fed))
+        grants = buckets.pending.result()
         setup_seconds = time.perf_counter() - started
         members = tuple(
             Member(
@@ -314,7 +331,7 @@ def _run_federation(
                 address=str(party_keys[n].address()),
                 key_hash=party_keys[n].participant_id,
                 bucket=n,
-                grant=buckets.grants[n],
+                grant=grants[n],
             )
             for n in names
         )

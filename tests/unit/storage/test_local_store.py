@@ -10,7 +10,15 @@ import pytest
 
 from hydrafed import errors
 from hydrafed.spec import StorageSpec
-from hydrafed.storage import LocalStore, fetch_verified, open_shared, open_store, sha256_file, split_uri
+from hydrafed.storage import (
+    LocalStore,
+    fetch_verified,
+    open_shared,
+    open_store,
+    sha256_file,
+    share_buckets,
+    split_uri,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -116,3 +124,20 @@ def test_open_store_and_bad_credentials(tmp_path: Path) -> None:
         open_store(StorageSpec())
     with pytest.raises(errors.ConfigError, match="unreadable read grant"):
         open_shared("not json")
+
+
+def test_share_buckets_makes_each_owners_bucket_and_a_grant_on_its_prefix(tmp_path: Path) -> None:
+    spec = StorageSpec(backend="local", root=str(tmp_path / "buckets"))
+
+    grants = share_buckets(spec, {"party-a": {}, "party-b": {}}, "fed/rounds/", timedelta(hours=1))
+
+    assert sorted(grants) == ["party-a", "party-b"]
+    owner = open_store(spec)
+    owner.put("party-b", "fed/rounds/1/b", _file(tmp_path, "f", b"update"))
+    owner.put("party-b", "fed/other", _file(tmp_path, "g", b"other"))
+    peer = open_shared(grants["party-b"])
+    peer.get("party-b", "fed/rounds/1/b", tmp_path / "read")
+    assert (tmp_path / "read").read_bytes() == b"update"
+    with pytest.raises(errors.AccessDeniedError):
+        peer.get("party-b", "fed/other", tmp_path / "outside")
+    assert (tmp_path / "buckets" / "party-a").is_dir()  # made, though nothing is in it yet
