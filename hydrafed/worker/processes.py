@@ -68,6 +68,7 @@ def preload() -> None:
     the server. An import that fails here is left for the party to meet again, inside its own
     error report (the server must not die of it).
     """
+    one_malloc_arena()
     for name in HEAVY:
         with contextlib.suppress(Exception):
             importlib.import_module(name)
@@ -118,6 +119,28 @@ def release_freed_memory() -> None:
     """
     with contextlib.suppress(OSError, AttributeError):
         _libc().malloc_trim(0)
+
+
+_M_ARENA_MAX = -8
+"""mallopt(3) parameter: the most malloc arenas a process creates for its threads."""
+
+
+def one_malloc_arena() -> bool:
+    """Make every thread of this process and of those it forks allocate from the main arena.
+
+    glibc gives a thread that allocates while another holds the arena an arena of its own, and
+    a party runs its training, downloads and folds in worker threads (``asyncio.to_thread``, the
+    S3 transfer threads): each party grew a second heap of 10-14 MiB beside its main one, and
+    what one phase freed in one arena another phase could not reuse from the other. At N=29
+    (SeaweedFS, 3 rounds, 3 runs each) the tree's summed PSS peaked at 1713-1792 MiB with one
+    arena against 1907-1909 MiB with glibc's default (8 per core). The threads take turns on
+    the GIL for most of their work, so they seldom wait for the arena's lock. Returns whether
+    glibc took the setting (False on another C library).
+    """
+    try:
+        return bool(_libc().mallopt(_M_ARENA_MAX, 1))
+    except (OSError, AttributeError):
+        return False
 
 
 _MADV_PAGEOUT = 21

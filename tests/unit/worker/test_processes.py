@@ -127,3 +127,31 @@ def test_cublaslt_static_data_is_freed_and_torch_still_trains_and_exits_cleanly(
     assert int(discarded) > 64 << 20  # bytes: cuBLASLt's .bss in the CUDA wheel is ~90 MiB
     assert int(freed_kib) > 64 << 10  # freed at once: the pages were this process's alone
     assert (cuda, finite) == ("False", "True")  # torch on the CPU trains; its exit (check=True) is clean
+
+
+_ARENAS_AFTER_A_THREAD_ALLOCATES = """
+import ctypes, sys, threading
+from hydrafed.worker import processes
+took = processes.one_malloc_arena() if sys.argv[1] == "one" else None
+thread = threading.Thread(target=lambda: [bytearray(4096) for _ in range(100)])
+thread.start()
+thread.join()
+ctypes.CDLL(None).malloc_stats()  # one "Arena N:" block per arena, on stderr
+print(took)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt and malloc_stats")
+@pytest.mark.parametrize(("setting", "arenas", "took"), [("one", 1, "True"), ("default", 2, "None")])
+def test_with_one_malloc_arena_a_thread_allocates_from_the_main_one(
+    setting: str, arenas: int, took: str
+) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _ARENAS_AFTER_A_THREAD_ALLOCATES, setting],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+    assert out.stderr.count("Arena ") == arenas
+    assert out.stdout.strip() == took
