@@ -42,4 +42,8 @@ def test_a_refused_option_keeps_its_exit_code_and_message() -> None:
 def test_a_running_thread_is_waited_for() -> None:
     done = _run("thread", "version")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == [__version__, "thread finished", "atexit ran"]
+    *before_exit, last = done.stdout.splitlines()
+    # The version and the thread's line race (on a loaded machine the thread may print first);
+    # what counts is that the process waited for the thread before its atexit handlers.
+    assert sorted(before_exit) == sorted([__version__, "thread finished"])
+    assert last == "atexit ran"
