@@ -133,9 +133,23 @@ def _set_items(value: Any, what: str = "a set field") -> list[Any]:
     raise LedgerRuleError(f"DecoderFailure: {what} is not a set (array)")
 
 
+_SHELLEY_ADDRESS_BYTES = {0: 57, 1: 57, 2: 57, 3: 57, 6: 29, 7: 29}
+"""Header type (the high nibble) -> size: a header byte and one or two 28-byte hashes. Types 4
+and 5 (pointer addresses) are a hash and a pointer of at least 3 bytes."""
+
+
 @functools.lru_cache(maxsize=4096)
 def _address(raw: bytes) -> pycardano.Address:
-    return pycardano.Address.from_primitive(raw)
+    """The Shelley address in ``raw``; ValueError if its size does not fit its header type
+    (pycardano checks the sizes with ``assert``, which is not a decoder's refusal)."""
+    kind = raw[0] >> 4
+    expected = _SHELLEY_ADDRESS_BYTES.get(kind)
+    if (expected is not None and len(raw) != expected) or (expected is None and len(raw) < 32):
+        raise ValueError(f"{len(raw)} bytes do not make an address of header type {kind}")
+    try:
+        return pycardano.Address.from_primitive(raw)
+    except AssertionError as exc:  # a pointer's or a hash's size, as pycardano checks it
+        raise ValueError(str(exc)) from None
 
 
 #: Body fields a tx in the devnet may not use (certificates, withdrawals, script data,

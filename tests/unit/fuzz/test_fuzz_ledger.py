@@ -13,7 +13,7 @@ from typing import Any
 import cbor2
 import pycardano
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from hydrafed.hydra import keys, ledger
@@ -72,8 +72,22 @@ def test_payment_with_fields_replaced_by_any_type(
     _validate(_tx(body, sign=sign))
 
 
+@pytest.mark.parametrize(
+    "address",
+    [b"\x00", b"\x60" + bytes(27), b"\x60" + bytes(29), b"\x00" + bytes(55), b"\x40" + bytes(29), bytes(58)],
+    ids=["header-only", "enterprise-short", "enterprise-long", "base-short", "pointer-short", "base-long"],
+)
+def test_an_output_address_of_the_wrong_size_is_a_decoder_failure(address: bytes) -> None:
+    body = _payment()
+    body[1][0][0] = address
+
+    with pytest.raises(ledger.LedgerRuleError, match="DecoderFailure: output 0 address"):
+        ledger.validate_tx(_tx(body), UTXO, PARAMS, pycardano.Network.TESTNET)
+
+
 @PROFILE
 @given(st.integers(0, 1), st.integers(0, 1), cbor_values(12))
+@example(0, 0, b"\x00")  # a header byte alone: pycardano asserted on the hash's size
 def test_payment_with_an_output_part_of_any_type(output: int, part: int, value: Any) -> None:
     body = _payment()
     body[1][output][part] = value
