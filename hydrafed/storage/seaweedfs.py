@@ -8,7 +8,6 @@ tests use it; ``stop()`` sends SIGTERM.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import http.client
 import json
@@ -23,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hydrafed import errors
+from hydrafed import errors, pages
 from hydrafed.ports import free_port
 
 _PR_SET_PDEATHSIG = 1
@@ -84,57 +83,6 @@ FILER_STORE = "leveldb"
 ``weed mini``'s default, leveldb2, opens 8 of them (each with its own write buffer and block
 cache): at N=29 its PSS peaked at 220-223 MiB against 185-199 MiB with one (3 runs each)."""
 
-_SYS_PIDFD_OPEN = 434
-_SYS_PROCESS_MADVISE = 440
-"""Linux system call numbers, the same on every architecture (the unified table, Linux >= 5.10)."""
-_MADV_PAGEOUT = 21
-_IOV_MAX = 1024
-
-
-class _IoVec(ctypes.Structure):
-    _fields_ = [("base", ctypes.c_void_p), ("length", ctypes.c_size_t)]
-
-
-def page_out_file_pages(pid: int) -> int:
-    """Ask the kernel to reclaim the file pages that process ``pid`` has mapped; returns the bytes
-    advised (0 where process_madvise(2) is refused: it needs CAP_SYS_NICE, or an older kernel).
-
-    ``weed`` reads ~95 MiB of its own binary while it starts (every package's initialisers, the
-    parts of SeaweedFS that ``weed mini`` sets up), and serving S3 afterwards touches ~36 MiB of
-    it. Its other pages stay resident, counted in the run's memory, until the kernel needs the
-    room. A page that is needed again is read back from the file.
-    """
-    spans = []
-    with contextlib.suppress(OSError), Path(f"/proc/{pid}/maps").open(encoding="utf-8") as lines:
-        for line in lines:
-            fields = line.split(maxsplit=5)
-            if len(fields) == 6 and fields[5].startswith("/"):
-                low, high = (int(address, 16) for address in fields[0].split("-"))
-                spans.append(_IoVec(low, high - low))
-    libc = ctypes.CDLL(None, use_errno=True)
-    pidfd = libc.syscall(_SYS_PIDFD_OPEN, ctypes.c_int(pid), ctypes.c_uint(0))
-    if pidfd < 0:
-        return 0
-    advised = 0
-    try:
-        for start in range(0, len(spans), _IOV_MAX):
-            batch = spans[start : start + _IOV_MAX]
-            done = libc.syscall(
-                _SYS_PROCESS_MADVISE,
-                ctypes.c_int(pidfd),
-                (_IoVec * len(batch))(*batch),
-                ctypes.c_size_t(len(batch)),
-                ctypes.c_int(_MADV_PAGEOUT),
-                ctypes.c_uint(0),
-            )
-            if done < 0:
-                break
-            advised += done
-    finally:
-        os.close(pidfd)
-    return advised
-
-
 ALL_PEERS = "all"
 """``reader_for`` value of the read-only key that every peer of a bucket shares."""
 
@@ -164,7 +112,7 @@ class SeaweedS3:
     log_path: Path
     ports: dict[str, int] = field(default_factory=dict)
     paged_out: int = 0
-    """Bytes of weed's file pages handed back once it was up (``page_out_file_pages``)."""
+    """Bytes of weed's file pages handed back once it was up (``pages.page_out_file_pages``)."""
 
     @classmethod
     def start(
@@ -268,7 +216,9 @@ class SeaweedS3:
         except BaseException:
             server.stop()
             raise
-        server.paged_out = page_out_file_pages(process.pid)
+        # weed reads ~95 MiB of its binary while it starts (every package's initialisers, every
+        # server it sets up); serving S3 afterwards touches ~36 MiB of it.
+        server.paged_out = pages.page_out_file_pages(process.pid)
         return server
 
     def _wait_ready(self, timeout: float) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
-import functools
 import gc
 import importlib
 import mmap
@@ -32,6 +30,8 @@ import struct
 import threading
 import time
 from pathlib import Path
+
+from hydrafed import pages
 
 HEAVY = (
     "torch",
@@ -118,7 +118,7 @@ def release_freed_memory() -> None:
     of freed heap that the party would otherwise hold for the whole run (x N parties).
     """
     with contextlib.suppress(OSError, AttributeError):
-        _libc().malloc_trim(0)
+        pages.libc().malloc_trim(0)
 
 
 _M_ARENA_MAX = -8
@@ -140,15 +140,9 @@ def one_malloc_arena() -> bool:
     took the setting (False on another C library).
     """
     try:
-        return bool(_libc().mallopt(_M_ARENA_MAX, 1))
+        return bool(pages.libc().mallopt(_M_ARENA_MAX, 1))
     except (OSError, AttributeError):
         return False
-
-
-_MADV_PAGEOUT = 21
-"""madvise(2) advice (Linux >= 5.4): reclaim these pages now. Clean file pages that no other
-process maps leave the page cache; anything written (relocated data) stays, since nothing here
-is swapped."""
 
 
 def _gpu_library(path: str) -> bool:
@@ -179,24 +173,13 @@ def release_import_pages() -> int:
     mappings advised (0 without /proc).
     """
     page_out_cuda = not has_nvidia_device()
-    libc = _libc()
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     advised = 0
-    with contextlib.suppress(OSError), Path("/proc/self/maps").open(encoding="utf-8") as maps:
-        for line in maps:
-            fields = line.split(maxsplit=5)
-            if len(fields) != 6:
-                continue
-            path = fields[5].strip()
-            if _torch_cpu_library(path) or (page_out_cuda and _gpu_library(path)):
-                low, high = (int(address, 16) for address in fields[0].split("-"))
-                if libc.madvise(low, high - low, _MADV_PAGEOUT) == 0:
-                    advised += high - low
+    for mapped in pages.mappings():
+        if (
+            _torch_cpu_library(mapped.path) or (page_out_cuda and _gpu_library(mapped.path))
+        ) and pages.advise(mapped.low, mapped.high, pages.MADV_PAGEOUT):
+            advised += mapped.size
     return advised
-
-
-_MADV_DONTNEED = 4
-"""madvise(2) advice: drop these pages; an anonymous page read again is a fresh zero page."""
 
 
 def _bss_spans(path: str, mapped_at: int) -> list[tuple[int, int]]:
@@ -241,23 +224,20 @@ def discard_cublaslt_static_data() -> int:
     """
     if has_nvidia_device():
         return 0
-    maps: list[tuple[int, int, str, int]] = []
-    with contextlib.suppress(OSError), Path("/proc/self/maps").open(encoding="utf-8") as lines:
-        for line in lines:
-            fields = line.split(maxsplit=5)
-            low, high = (int(address, 16) for address in fields[0].split("-"))
-            maps.append((low, high, fields[5].strip() if len(fields) == 6 else "", int(fields[2], 16)))
-    libc = _libc()
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    maps = pages.mappings()
     discarded = 0
-    for low, _, path, offset in maps:
-        if offset != 0 or not Path(path).name.startswith("libcublasLt") or not _gpu_library(path):
+    for library in maps:
+        if (
+            library.offset
+            or not Path(library.path).name.startswith("libcublasLt")
+            or not _gpu_library(library.path)
+        ):
             continue
         with contextlib.suppress(OSError, struct.error):
-            for span in _bss_spans(path, low):
-                for anon_low, anon_high, name, _ in maps:  # only anonymous pages inside the span
-                    start, end = max(anon_low, span[0]), min(anon_high, span[1])
-                    if not name and start < end and libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            for span in _bss_spans(library.path, library.low):
+                for anon in maps:  # only anonymous pages inside the span
+                    start, end = max(anon.low, span[0]), min(anon.high, span[1])
+                    if not anon.path and start < end and pages.advise(start, end, pages.MADV_DONTNEED):
                         discarded += end - start
     return discarded
 
@@ -267,13 +247,6 @@ def has_nvidia_device() -> bool:
     with contextlib.suppress(OSError):
         return any(entry.name.startswith("nvidia") for entry in Path("/dev").iterdir())
     return False
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    """The C library this process already runs on (glibc on Linux; Python's stdlib mmap of 3.11
-    has no MADV_PAGEOUT, and malloc_trim has no wrapper at all)."""
-    return ctypes.CDLL(None)
 
 
 def lower_priority() -> None:

@@ -15,10 +15,9 @@ import psutil
 import pytest
 from botocore.exceptions import ClientError
 
-from hydrafed import errors
+from hydrafed import errors, pages
 from hydrafed.storage.base import sha256_file
 from hydrafed.storage.s3 import S3Store, open_s3_store
-from hydrafed.storage.seaweedfs import page_out_file_pages
 from tests.conftest import REPO_ROOT
 from tests.fixtures.seaweedfs import SeaweedS3
 
@@ -291,58 +290,12 @@ def test_small_put_is_one_request_and_weed_runs_with_its_cache_gogc_and_filer_st
     assert (seaweedfs.log_path.parent / "filer").is_dir()
 
 
-def _file_pages_mib(pid: int) -> float:
-    """Pss_File of the process: its mapped file pages, shared ones split among their mappers."""
-    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith("Pss_File:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no Pss_File in smaps_rollup")
-
-
-_MAP_AND_READ = """
-import mmap, sys
-with open(sys.argv[1], "rb") as fh:
-    view = mmap.mmap(fh.fileno(), 0, prot=mmap.PROT_READ)
-sum(view[i] for i in range(0, len(view), 4096))  # every page resident
-print("mapped", flush=True)
-sys.stdin.readline()
-"""
-
-
-def test_file_pages_only_one_process_maps_are_handed_back(tmp_path: Path) -> None:
-    # Prepare: a process that maps a 64 MiB file of its own and has read every page of it
-    # (weed's binary is no such file while another weed runs, as the session's does)
-    data = tmp_path / "pages.bin"
-    data.write_bytes(os.urandom(64 << 20))
-    os.sync()  # clean pages: reclaimable without a write-back
-    child = subprocess.Popen(
-        [sys.executable, "-c", _MAP_AND_READ, str(data)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "mapped"
-        before = _file_pages_mib(child.pid)
-
-        # Execute
-        advised = page_out_file_pages(child.pid)
-        after = _file_pages_mib(child.pid)
-    finally:
-        child.communicate("\n", timeout=30)
-
-    # Assert: every mapping was advised, the file's 64 MiB included, and its pages left memory
-    assert before > 60
-    assert advised >= 64 << 20
-    assert after < before - 48
-
-
 def test_weed_hands_its_file_pages_back_once_up_and_serves_on(seaweedfs: SeaweedS3, tmp_path: Path) -> None:
     store = _owner(seaweedfs, "party-a")
     src = tmp_path / "update.safetensors"
     src.write_bytes(os.urandom(800_000))
 
-    page_out_file_pages(seaweedfs.process.pid)
+    pages.page_out_file_pages(seaweedfs.process.pid)
     store.put("party-a", "rounds/1/paged", src)
     info = store.get("party-a", "rounds/1/paged", tmp_path / "back.safetensors")
 
