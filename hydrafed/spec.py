@@ -333,6 +333,10 @@ class StorageBackend(StrEnum):
     STORJ = "storj"
 
 
+S3_REGION = "us-east-1"
+"""The region an S3 store signs for where the spec or a read grant names none."""
+
+
 class StorageSpec(SpecModel):
     """Where parties keep their updates."""
 
@@ -344,7 +348,7 @@ class StorageSpec(SpecModel):
     """local (directories), s3 (Storj gateway or any S3) or storj (native libuplink)."""
     endpoint: str | None = Field(default=None, max_length=512, pattern=url_pattern("http|https"))
     """S3 endpoint URL, http(s)://host[:port] (s3 backend)."""
-    region: str = Field(default="us-east-1", min_length=1, max_length=64)
+    region: str = Field(default=S3_REGION, min_length=1, max_length=64)
     """S3 region (s3 backend)."""
     path_style: bool = True
     """Path-style S3 addressing."""

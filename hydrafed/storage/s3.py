@@ -53,6 +53,7 @@ from s3transfer.exceptions import RetriesExceededError as TransferRetriesExceede
 from s3transfer.manager import TransferManager
 
 from hydrafed import errors
+from hydrafed.spec import S3_REGION
 from hydrafed.storage.base import (
     CHUNK_BYTES,
     S3_PRELOAD_ENDPOINT_ENV,
@@ -74,8 +75,6 @@ SHA256_META = "sha256"
 PART_BYTES = 16 << 20
 """Multipart part size; Storj's gateway prefers 64 MiB parts (one segment each)."""
 
-REGION = "us-east-1"
-"""The region a store signs for when its spec or grant names none."""
 MAX_ATTEMPTS = 5
 """botocore's attempts per request (standard retry mode)."""
 
@@ -238,13 +237,13 @@ def _warm() -> None:
     preload = os.environ.get(S3_PRELOAD_ENDPOINT_ENV)
     with contextlib.suppress(BotoCoreError, ValueError):
         if preload:
-            _prebuild((preload, REGION, True, MAX_ATTEMPTS))
+            _prebuild((preload, S3_REGION, True, MAX_ATTEMPTS))
             return
         _client(
             endpoint_url="http://127.0.0.1:9",
             aws_access_key_id="warm",
             aws_secret_access_key="warm",  # noqa: S106 (no request is made: nothing to authenticate)
-            config=_config(region=REGION, path_style=True, max_attempts=MAX_ATTEMPTS),
+            config=_config(region=S3_REGION, path_style=True, max_attempts=MAX_ATTEMPTS),
         )
 
 
@@ -272,7 +271,7 @@ class S3Store:
         endpoint: str | None,
         access_key_id: str,
         secret_access_key: str,
-        region: str = REGION,
+        region: str = S3_REGION,
         path_style: bool = True,
         session_token: str | None = None,
         read_access_key_id: str | None = None,
@@ -637,7 +636,7 @@ def open_s3_grant(grant: Mapping[str, Any]) -> S3Store:
     not_after = grant.get("notAfter")
     return S3Store(
         endpoint=grant.get("endpoint"),
-        region=str(grant.get("region") or REGION),
+        region=str(grant.get("region") or S3_REGION),
         path_style=bool(grant.get("pathStyle", True)),
         access_key_id=key_id,
         secret_access_key=secret,
