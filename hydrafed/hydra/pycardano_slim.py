@@ -5,7 +5,8 @@ chain client it ships: Ogmios v5 and v6 (the ``ogmios`` package and its pydantic
 Blockfrost (``blockfrost-python``, requests) and the cardano-cli context (the ``docker`` SDK).
 hydrafed talks to hydra-nodes over their own API and builds transactions offline, so none of
 them is ever called; importing them cost each process that imports pycardano 28 MiB of RSS
-(72 -> 44 MiB for ``import pycardano`` alone) and ~1.3 s of CPU on a 2-core machine.
+(72 -> 44 MiB for ``import pycardano`` alone) and about 1 s of CPU (1.9-2.0 s -> 0.7-1.1 s,
+3 runs each on a 2-core AMD EPYC).
 ``hydrafed simulate``'s parent imports pycardano (the devnet's ledger rules, the head's
 funding) on its way to the first round, as does the operator.
 

@@ -128,8 +128,8 @@ _M_ARENA_MAX = -8
 def one_malloc_arena() -> bool:
     """Make every thread of this process and of those it forks allocate from the main arena.
 
-    glibc gives a thread that allocates while another holds the arena an arena of its own, and
-    a party runs its training, downloads and folds in worker threads (``asyncio.to_thread``, the
+    glibc gives each thread that allocates an arena of its own (up to 8 per core), and a party
+    runs its training, downloads and folds in worker threads (``asyncio.to_thread``, the
     S3 transfer threads): each party grew a second heap of 10-14 MiB beside its main one, and
     what one phase freed in one arena another phase could not reuse from the other. At N=29
     (SeaweedFS, 3 rounds, 3 runs each, alternated) the tree's summed PSS peaked at 1756-1823 MiB
