@@ -104,8 +104,8 @@ server: the parties then inherit the parsed data instead of each parsing it agai
 child forked from the server: its first client cost 22.2 MiB and 78 ms of CPU cold, 8.8 MiB and
 22 ms warm (28 more clients: ~0.4 MiB each either way; a party's stores now share one,
 ``_shared``). ``hydrafed.storage`` imports this module lazily, so only a process about to open
-an S3 store pays for the warming, and the fork server, which preloads it for every simulate run
-(``worker.processes.HEAVY``), local buckets included."""
+an S3 store pays for the warming, and the fork server of a simulate run whose parties use S3
+(``worker.processes.preloaded_modules``)."""
 
 
 @functools.cache

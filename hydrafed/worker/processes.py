@@ -39,7 +39,6 @@ HEAVY = (
     "hydrafed.worker.tasks",
     "hydrafed.worker.party_process",
     "hydrafed.worker.supervisor",
-    "hydrafed.storage.s3",
     "hydrafed.cli",
 )
 """What every party imports, imported once in the fork server (``preload``).
@@ -48,33 +47,48 @@ HEAVY = (
 (as ``__mp_main__``): the ``hydrafed`` console script imports the CLI (typer, click, rich), 27 ms
 of CPU per party when not preloaded.
 
-The worker's transports (``production``: hydra client, aiohttp) and ``hydrafed.storage.s3``
-(boto3, botocore) are here too: imported in each party they were private to it. N=29 on
+The worker's transports (``production``: hydra client, aiohttp) are here too, and for a run on
+S3 ``S3_CLIENTS`` (boto3, botocore): imported in each party they were private to it. N=29 on
 SeaweedFS, 3 rounds, summed PSS of the tree sampled every 2 s: 8375 MiB with torch and the round
 loop preloaded alone (the parties 7242 MiB of it), 4969 MiB with these, ``gc.freeze`` and
 ``release_freed_memory`` (the parties 3862 MiB), 3912 MiB once simulate's parent stopped
 importing torch (parent 450 -> 135 MiB; parties 3202 MiB, ~110 MiB each: still over the 2 GB
 goal)."""
 
+S3_CLIENTS = "hydrafed.storage.s3"
+"""Preloaded only for a run whose parties use S3 (``preloaded_modules``): boto3 and botocore were
+0.27 s of the server's CPU before the first party could fork, paid by local-bucket runs too."""
+
+
+def preloaded_modules() -> tuple[str, ...]:
+    """``HEAVY``, and the S3 clients when this process names an S3 endpoint for its parties
+    (``storage.S3_PRELOAD_ENDPOINT_ENV``, set by ``hydrafed simulate --store seaweedfs``)."""
+    from hydrafed.storage.base import S3_PRELOAD_ENDPOINT_ENV
+
+    return (*HEAVY, S3_CLIENTS) if os.environ.get(S3_PRELOAD_ENDPOINT_ENV) else HEAVY
+
+
 PRELOAD = ("hydrafed.worker.preload",)
 """The fork server's only preload: a module whose import runs ``preload``."""
 
 
 def preload() -> None:
-    """Import ``HEAVY``, then move everything allocated so far out of the collector's reach.
+    """Import ``preloaded_modules()``, then move everything allocated so far out of the
+    collector's reach.
 
     Run once in the fork server. Without ``gc.freeze()`` every party's first collections walk
     the preloaded objects and write to their headers, copying nearly every page it shares with
-    the server. An import that fails here is left for the party to meet again, inside its own
-    error report (the server must not die of it).
+    the server. No collection runs before the freeze: after these imports it walked ~266,000
+    objects for 0.14 s of CPU on the start-up's critical path and found ~300 unreachable ones,
+    no memory worth having back. An import that fails here is left for the party to meet again,
+    inside its own error report (the server must not die of it).
     """
     one_malloc_arena()
-    for name in HEAVY:
+    for name in preloaded_modules():
         with contextlib.suppress(Exception):
             importlib.import_module(name)
     release_import_pages()
     discard_cublaslt_static_data()
-    gc.collect()
     gc.freeze()
     # The server holds nothing to flush or clean up when simulate ends; a full interpreter
     # shutdown only lets native extensions (triton's nanobind, via torch._dynamo) print

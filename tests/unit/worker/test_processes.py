@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from hydrafed.storage import S3_PRELOAD_ENDPOINT_ENV
 from hydrafed.worker import processes
 
 pytestmark = pytest.mark.unit
@@ -26,8 +27,9 @@ def test_a_party_process_yields_to_the_parent() -> None:
     assert int(out.stdout) == processes.PARTY_NICENESS
 
 
-def _report_preloaded(results: multiprocessing.queues.Queue[tuple[list[str], int]]) -> None:
-    results.put(([m for m in processes.HEAVY if m in sys.modules], gc.get_freeze_count()))
+def _report_preloaded(results: multiprocessing.queues.Queue[tuple[list[str], int, bool]]) -> None:
+    preloaded = [m for m in processes.preloaded_modules() if m in sys.modules]
+    results.put((preloaded, gc.get_freeze_count(), "boto3" in sys.modules))
 
 
 @pytest.mark.integration
@@ -41,13 +43,24 @@ def test_parties_fork_from_a_server_that_preloaded_and_froze_the_heavy_modules()
 
     # Execute
     child.start()
-    preloaded, frozen = results.get(timeout=120)
+    preloaded, frozen, has_boto3 = results.get(timeout=120)
     child.join(timeout=30)
 
-    # Assert: torch, the worker and boto3 came with the fork, and the heap they built is frozen
-    assert preloaded == list(processes.HEAVY)
+    # Assert: torch and the worker came with the fork, the heap they built is frozen, and boto3
+    # only where an S3 endpoint was named for the parties
+    assert preloaded == list(processes.preloaded_modules())
+    assert has_boto3 == (processes.S3_CLIENTS in preloaded)
     assert frozen > 100_000
     assert child.exitcode == 0
+
+
+def test_the_s3_clients_are_preloaded_only_for_parties_on_s3(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(S3_PRELOAD_ENDPOINT_ENV, raising=False)
+    assert processes.S3_CLIENTS not in processes.preloaded_modules()
+
+    monkeypatch.setenv(S3_PRELOAD_ENDPOINT_ENV, "http://127.0.0.1:8333")
+
+    assert processes.preloaded_modules() == (*processes.HEAVY, processes.S3_CLIENTS)
 
 
 _IMPORT_PAGES = """
