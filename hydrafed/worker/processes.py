@@ -63,6 +63,7 @@ S3_CLIENTS = "hydrafed.storage.s3"
 def preloaded_modules() -> tuple[str, ...]:
     """``HEAVY``, and the S3 clients when this process names an S3 endpoint for its parties
     (``storage.S3_PRELOAD_ENDPOINT_ENV``, set by ``hydrafed simulate --store seaweedfs``)."""
+    # Here, not at the top: the storage package imports the spec, which the CLI's start need not.
     from hydrafed.storage.base import S3_PRELOAD_ENDPOINT_ENV
 
     return (*HEAVY, S3_CLIENTS) if os.environ.get(S3_PRELOAD_ENDPOINT_ENV) else HEAVY

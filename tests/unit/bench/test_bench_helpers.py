@@ -215,3 +215,4 @@ def test_the_startup_section_gives_medians_per_party_count() -> None:
     assert "| N=29 | 4.00 | 5.00 | 1.20 | 8.00 |" in text
     assert "`hydrafed --help` 0.20 s, a refused option (`hydrafed simulate --parties 0`) 0.50 s" in text
     assert "the fork server's preload 1.70" in text
+    assert "the first round under 3 s: not met at N=29." in text  # N=4's median is 2.50
